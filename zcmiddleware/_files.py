@@ -1,0 +1,111 @@
+"""File handling shared by the adapters: open once, fstat that descriptor, check it.
+
+Blocking calls live here and nowhere near an event loop: the ASGI side calls these
+functions through ``anyio.to_thread.run_sync``; the WSGI side calls them directly.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Iterator, Sequence
+from typing import BinaryIO
+
+from ._http import FileFacts, FileSlice, Segment
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "FileChangedError",
+    "NotARegularFileError",
+    "SendfileRootError",
+    "facts_of",
+    "iter_segments",
+    "open_file",
+    "read_exactly",
+    "resolve_in_roots",
+]
+
+#: Bytes per read on the fallback path. See docs/asgi.md for the measurement.
+DEFAULT_CHUNK_SIZE = 256 * 1024
+
+
+class NotARegularFileError(OSError):
+    """The path names a directory, FIFO, device or socket: never served, never waited on."""
+
+
+class FileChangedError(OSError):
+    """The file ended before the announced bytes were read: it shrank while being sent.
+
+    The response must be aborted, never completed short (its Content-Length would lie).
+    """
+
+
+class SendfileRootError(PermissionError):
+    """An X-Sendfile style path lies outside every configured root."""
+
+
+def facts_of(fd: int) -> FileFacts:
+    """Size and mtime of an open descriptor; refuses anything but a regular file."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise NotARegularFileError(f"file descriptor {fd} is not a regular file")
+    return FileFacts(size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+
+def open_file(path: str | os.PathLike[str]) -> tuple[BinaryIO, FileFacts]:
+    """Open ``path`` for reading and ``fstat`` the descriptor that will be sent.
+
+    ``O_NONBLOCK`` keeps a FIFO from blocking the open; it is refused right after by
+    the regular-file check (and has no effect on reads of a regular file).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        facts = facts_of(fd)
+    except NotARegularFileError:
+        os.close(fd)
+        raise NotARegularFileError(f"{os.fspath(path)!r} is not a regular file") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb", buffering=0), facts
+
+
+def resolve_in_roots(path: str, roots: Sequence[str | os.PathLike[str]]) -> str:
+    """The real path of ``path`` (symlinks resolved) if it lies inside one of ``roots``
+    (themselves resolved), else :class:`SendfileRootError`."""
+    real = os.path.realpath(path)
+    for root in roots:
+        real_root = os.path.realpath(root)
+        if os.path.commonpath([real, real_root]) == real_root:
+            return real
+    raise SendfileRootError(f"{path!r} is outside the configured sendfile roots")
+
+
+def read_exactly(fd: int, offset: int, count: int) -> bytes:
+    """``count`` bytes at ``offset``, or :class:`FileChangedError` if the file ends first."""
+    data = os.pread(fd, count, offset)
+    while len(data) < count:
+        more = os.pread(fd, count - len(data), offset + len(data))
+        if not more:
+            raise FileChangedError(
+                f"file ended at byte {offset + len(data)} of a response that announced "
+                f"{offset + count}: it shrank while being sent"
+            )
+        data += more
+    return data
+
+
+def iter_segments(
+    fd: int, segments: Iterable[Segment], chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> Iterator[bytes]:
+    """The planned body as chunks of at most ``chunk_size`` bytes, read by position
+    (``pread``) so the descriptor's offset is never relied on. Memory: one chunk."""
+    for segment in segments:
+        if isinstance(segment, FileSlice):
+            offset, end = segment.offset, segment.offset + segment.count
+            while offset < end:
+                n = min(chunk_size, end - offset)
+                yield read_exactly(fd, offset, n)
+                offset += n
+        elif segment:
+            yield segment
