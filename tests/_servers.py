@@ -1,0 +1,127 @@
+"""Start real servers on 127.0.0.1 for integration tests, and stop them by PID.
+
+Shared by every integration test module: one way to pick a port, wait until the
+server answers, read its output when it fails, and count its open descriptors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+HOST = "127.0.0.1"
+TESTS_DIR = Path(__file__).resolve().parent
+ROOT_DIR = TESTS_DIR.parent
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def open_fds(self, pid: int | None = None) -> int:
+        """Open descriptors of the server (or of one of its worker processes)."""
+        return len(os.listdir(f"/proc/{pid or self.pid}/fd"))
+
+    def children(self) -> list[int]:
+        """PIDs of the server's direct children (worker processes)."""
+        path = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _wait_ready(server: Server, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited with {server.process.returncode}:\n{server.log()}")
+        with contextlib.suppress(OSError), socket.create_connection((HOST, server.port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"server not ready after {timeout}s:\n{server.log()}")
+
+
+def stop(server: Server, timeout: float = 10.0) -> None:
+    """SIGTERM the process group we started (the server and its workers), then
+    SIGKILL whatever is left; only PIDs we started are signalled."""
+    if server.process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+            server.process.wait(timeout)
+    else:  # the leader is gone; make sure no worker of its group outlives it
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def run_server(
+    argv: Sequence[str],
+    *,
+    port: int,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    ready_timeout: float = 30.0,
+) -> Iterator[Server]:
+    """Run ``argv`` (which must listen on ``port`` at 127.0.0.1) in its own process
+    group; yield once it accepts connections; stop it on exit."""
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT_DIR), str(TESTS_DIR), full_env.get("PYTHONPATH", "")]
+    )
+    full_env.setdefault("PYTHONUNBUFFERED", "1")
+    if env:
+        full_env.update(env)
+    with tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False) as log:
+        log_path = Path(log.name)
+        process = subprocess.Popen(
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=cwd or TESTS_DIR,
+            start_new_session=True,
+        )
+    server = Server(process, port, log_path)
+    try:
+        _wait_ready(server, ready_timeout)
+        yield server
+    finally:
+        stop(server)
+        log_path.unlink(missing_ok=True)
+
+
+def python(*args: str) -> list[str]:
+    """argv that runs this interpreter (the test venv's) with ``args``."""
+    return [sys.executable, *args]
