@@ -1,0 +1,269 @@
+"""uvicorn HTTP protocols that add ``http.response.zerocopysend`` and ``pathsend``.
+
+Use them in place of uvicorn's own::
+
+    uvicorn app:app --http zcmiddleware.uvicorn:AutoHTTPProtocol
+    uvicorn.run(app, http="zcmiddleware.uvicorn:AutoHTTPProtocol")
+
+On plain-TCP connections the scope advertises both extensions and file bytes
+go from the page cache to the socket with ``os.sendfile``; everything else,
+including uvicorn's Content-Length and chunked bookkeeping, stays uvicorn's.
+Under TLS nothing is advertised and uvicorn behaves exactly as usual.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
+
+import uvicorn
+
+from zcmiddleware._uvicorn_sendfile import (
+    EXTENSIONS,
+    FileSpan,
+    PeerGone,
+    ShortFile,
+    SocketSender,
+    advance_position,
+    open_path,
+    plain_socket,
+    span_from_zerocopysend,
+)
+
+__all__ = ["AutoHTTPProtocol", "H11Protocol", "HttpToolsProtocol"]
+
+# The uvicorn internals touched here (the cycles' response state, h11's
+# passthrough, the protocols' ``cycle`` attribute) are the same in every
+# release of this range; each bound is one that the test-suite was run against.
+SUPPORTED_UVICORN = ((0, 30), (0, 55))
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split(".")[:2]:
+        match = re.match(r"\d+", piece)
+        parts.append(int(match.group()) if match else 0)
+    return tuple(parts)
+
+
+if not (SUPPORTED_UVICORN[0] <= _version_tuple(uvicorn.__version__) < SUPPORTED_UVICORN[1]):
+    _low, _high = (".".join(map(str, bound)) for bound in SUPPORTED_UVICORN)
+    raise ImportError(
+        f"zcmiddleware.uvicorn supports uvicorn>={_low},<{_high}, "
+        f"but uvicorn {uvicorn.__version__} is installed"
+    )
+
+import asyncio  # noqa: E402
+
+import h11  # noqa: E402
+from uvicorn.protocols.http import h11_impl  # noqa: E402
+
+try:
+    from uvicorn.protocols.http import httptools_impl
+except ImportError:  # httptools is not installed
+    _HAS_HTTPTOOLS = False
+else:
+    _HAS_HTTPTOOLS = True
+
+if TYPE_CHECKING:
+    from uvicorn._types import ASGISendEvent
+
+_ZEROCOPYSEND, _PATHSEND = EXTENSIONS
+
+
+class _FileSendingCycle:
+    """The part of a request/response cycle that handles the two file messages.
+
+    Mixed in front of uvicorn's ``RequestResponseCycle``: every other message,
+    and every file message that arrives out of order, goes to uvicorn's
+    ``send`` unchanged, so its error messages and state checks still apply.
+    After the file bytes are out, the cycle is completed by handing uvicorn an
+    empty ``http.response.body`` with the message's ``more_body``.
+    """
+
+    # Provided by uvicorn's RequestResponseCycle / set when adopted.
+    scope: Any
+    transport: asyncio.Transport
+    flow: Any
+    disconnected: bool
+    response_started: bool
+    response_complete: bool
+    _zc_sender: SocketSender
+
+    async def _uvicorn_send(self, message: ASGISendEvent) -> None:
+        await super().send(message)  # type: ignore[misc]
+
+    async def send(self, message: ASGISendEvent) -> None:
+        kind = message["type"]
+        if kind not in EXTENSIONS or not self.response_started or self.response_complete:
+            await self._uvicorn_send(message)
+            return
+        # The same gate as uvicorn's own send.
+        if self.flow.write_paused and not self.disconnected:
+            await self.flow.drain()
+        if self.disconnected:
+            return
+
+        fields = cast(Mapping[str, Any], message)
+        # pathsend is always the whole file and always the last message.
+        more_body = kind == _ZEROCOPYSEND and bool(fields.get("more_body", False))
+        if self.scope["method"] != "HEAD":
+            if kind == _PATHSEND:
+                span = await open_path(fields["path"])
+            else:
+                span = span_from_zerocopysend(fields)
+            try:
+                await self._transmit_or_abandon(span, more_body)
+            finally:
+                if span.owned:
+                    os.close(span.fd)
+            if self.disconnected:
+                return
+            advance_position(span)
+        await self._uvicorn_send(
+            {"type": "http.response.body", "body": b"", "more_body": more_body}
+        )
+
+    async def _transmit_or_abandon(self, span: FileSpan, more_body: bool) -> None:
+        try:
+            await self._transmit(span, more_body)
+        except PeerGone:
+            # Like uvicorn after a disconnect: no error, later sends are no-ops.
+            self._abandon()
+        except ShortFile as exc:
+            # The framing promised bytes the file no longer has; finishing the
+            # response would desynchronise the client, so drop the connection.
+            self._abandon()
+            raise RuntimeError(f"Response aborted: {exc}") from None
+        except OSError:
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        self.disconnected = True
+        self.transport.abort()
+
+    async def _transmit(self, span: FileSpan, more_body: bool) -> None:
+        raise NotImplementedError
+
+
+if TYPE_CHECKING or _HAS_HTTPTOOLS:
+
+    class _HttpToolsCycle(_FileSendingCycle, httptools_impl.RequestResponseCycle):
+        async def _transmit(self, span: FileSpan, more_body: bool) -> None:
+            # Mirrors the body branch of uvicorn's httptools send().
+            count = span.count
+            if self.chunked_encoding:
+                if count:
+                    self.transport.write(b"%x\r\n" % count)
+                    await self._zc_sender.send(span)
+                    self.transport.write(b"\r\n")
+                return
+            if count > self.expected_content_length:
+                raise RuntimeError("Response content longer than Content-Length")
+            if not more_body and count < self.expected_content_length:
+                raise RuntimeError("Response content shorter than Content-Length")
+            self.expected_content_length -= count
+            await self._zc_sender.send(span)
+
+    class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
+        """uvicorn's httptools protocol plus zerocopysend and pathsend."""
+
+        _zc_sender: SocketSender | None = None
+        _zc_cycle: httptools_impl.RequestResponseCycle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            sock = plain_socket(transport)
+            if sock is not None:
+                self._zc_sender = SocketSender(transport, sock)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            if self._zc_sender is not None:
+                self._zc_sender.wake()
+
+        # uvicorn assigns ``self.cycle`` right after building each cycle and
+        # before its task runs: the one moment to adopt it.
+        @property
+        def cycle(self) -> httptools_impl.RequestResponseCycle:
+            return self._zc_cycle  # type: ignore[return-value]
+
+        @cycle.setter
+        def cycle(self, cycle: httptools_impl.RequestResponseCycle | None) -> None:
+            if type(cycle) is httptools_impl.RequestResponseCycle and self._zc_sender is not None:
+                _adopt(cycle, _HttpToolsCycle, self._zc_sender)
+            self._zc_cycle = cycle
+
+
+class _H11Cycle(_FileSendingCycle, h11_impl.RequestResponseCycle):
+    async def _transmit(self, span: FileSpan, more_body: bool) -> None:
+        if not span.count:
+            return
+        # h11 frames and counts the span as if it were the bytes (Content-Length
+        # overrun raises LocalProtocolError here, as it would for a body) and
+        # hands the very same object back among the framing bytes.
+        parts: list[object] = list(
+            self.conn.send_with_data_passthrough(h11.Data(data=cast(bytes, span))) or ()
+        )
+        for part in parts:
+            if part is span:
+                await self._zc_sender.send(span)
+            else:
+                self.transport.write(cast(bytes, part))
+
+    def _abandon(self) -> None:
+        self.conn.send_failed()
+        super()._abandon()
+
+
+class H11Protocol(h11_impl.H11Protocol):
+    """uvicorn's h11 protocol plus zerocopysend and pathsend."""
+
+    _zc_sender: SocketSender | None = None
+    _zc_cycle: h11_impl.RequestResponseCycle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        sock = plain_socket(transport)
+        if sock is not None:
+            self._zc_sender = SocketSender(transport, sock)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._zc_sender is not None:
+            self._zc_sender.wake()
+
+    @property
+    def cycle(self) -> h11_impl.RequestResponseCycle:
+        return self._zc_cycle  # type: ignore[return-value]
+
+    @cycle.setter
+    def cycle(self, cycle: h11_impl.RequestResponseCycle | None) -> None:
+        if type(cycle) is h11_impl.RequestResponseCycle and self._zc_sender is not None:
+            _adopt(cycle, _H11Cycle, self._zc_sender)
+        self._zc_cycle = cycle
+
+
+def _adopt(cycle: Any, cls: type[_FileSendingCycle], sender: SocketSender) -> None:
+    # The cycle's task has been created but has not run yet, so the app will
+    # see the extended scope and the extended send from its first step.
+    cycle.__class__ = cls
+    cycle._zc_sender = sender
+    extensions = cycle.scope.setdefault("extensions", {})
+    for name in EXTENSIONS:
+        extensions[name] = {}
+
+
+AutoHTTPProtocol: type[asyncio.Protocol] = HttpToolsProtocol if _HAS_HTTPTOOLS else H11Protocol
+
+
+def __getattr__(name: str) -> Any:
+    if name == "HttpToolsProtocol":
+        raise AttributeError(
+            "zcmiddleware.uvicorn.HttpToolsProtocol needs httptools, which is not installed; "
+            "use H11Protocol or AutoHTTPProtocol"
+        )
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
