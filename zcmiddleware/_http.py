@@ -156,7 +156,7 @@ def parse_http_date(value: str, *, now: float | None = None) -> int | None:
         return _epoch(year, mon, day, hh, mm, ss)
     if m := _ASCTIME.fullmatch(value):
         wkday, mon, day, hh, mm, ss, year = m.groups()
-        if wkday not in _WEEKDAYS or day.startswith(" 0"):
+        if wkday not in _WEEKDAYS:
             return None
         return _epoch(int(year), mon, day.lstrip(" "), hh, mm, ss)
     return None

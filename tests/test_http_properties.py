@@ -1,0 +1,171 @@
+"""Properties of the planning core that hold for every input (hypothesis)."""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from zcmiddleware._http import FileFacts, FileSlice, Plan, header_map, plan_response
+
+MTIME_NS = 1_700_000_000_123_456_789
+
+
+@st.composite
+def range_specs(draw: st.DrawFn, size: int) -> str:
+    """A mostly well-formed range set around the file's size, sometimes with noise."""
+    limit = max(size * 2, 4)
+    spec = st.one_of(
+        st.tuples(st.integers(0, limit), st.integers(0, limit)).map(lambda t: f"{min(t)}-{max(t)}"),
+        st.integers(0, limit).map(lambda a: f"{a}-"),
+        st.integers(0, limit).map(lambda n: f"-{n}"),
+        st.integers(0, 2**70).map(lambda n: f"{n}-"),
+    )
+    specs = draw(st.lists(spec, min_size=1, max_size=12))
+    ows = draw(st.sampled_from(["", " ", "\t", " \t"]))
+    unit = draw(st.sampled_from(["bytes", "BYTES", "Bytes"]))
+    return f"{unit}={ows}" + f"{ows},{ows}".join(specs)
+
+
+def body_of(plan: Plan, data: bytes) -> bytes:
+    return b"".join(
+        data[s.offset : s.offset + s.count] if isinstance(s, FileSlice) else s
+        for s in plan.segments
+    )
+
+
+@st.composite
+def file_and_range(draw: st.DrawFn) -> tuple[bytes, str]:
+    data = draw(st.binary(min_size=0, max_size=300))
+    return data, draw(range_specs(len(data)))
+
+
+@given(file_and_range())
+@settings(max_examples=500)
+def test_segments_lie_inside_the_file_and_length_is_exact(case: tuple[bytes, str]) -> None:
+    data, range_ = case
+    size = len(data)
+    plan = plan_response("GET", {"range": range_}, 200, FileFacts(size, MTIME_NS), [])
+    for segment in plan.segments:
+        if isinstance(segment, FileSlice):
+            assert 0 <= segment.offset < size
+            assert 0 < segment.count <= size - segment.offset
+    headers = header_map(plan.apply([]))
+    assert int(headers["content-length"]) == plan.content_length == plan.body_length
+    assert len(body_of(plan, data)) == plan.content_length
+    assert plan.status in (200, 206, 416)
+    if plan.status == 200:
+        assert body_of(plan, data) == data
+
+
+def requested_bytes(range_: str, size: int) -> set[int]:
+    """Every byte offset the satisfiable specs name, computed independently."""
+    wanted: set[int] = set()
+    for spec in range_.split("=", 1)[1].split(","):
+        first, _, last = spec.strip(" \t").partition("-")
+        if first:
+            start, stop = int(first), (int(last) + 1 if last else size)
+        else:
+            start, stop = size - int(last), size
+            if int(last) == 0:
+                continue
+        wanted.update(range(max(start, 0), min(stop, size)))
+    return wanted
+
+
+@given(file_and_range())
+@settings(max_examples=500)
+def test_multipart_body_parses_back_to_exactly_the_requested_bytes(
+    case: tuple[bytes, str],
+) -> None:
+    data, range_ = case
+    size = len(data)
+    app = [("Content-Type", "application/x-test")]
+    plan = plan_response("GET", {"range": range_}, 200, FileFacts(size, MTIME_NS), app)
+    headers = header_map(plan.apply(app))
+    body = body_of(plan, data)
+    wanted = requested_bytes(range_, size)
+    if plan.status == 206 and plan.kind == "partial":
+        unit_range = headers["content-range"].split(" ")[1]
+        first, last = (int(x) for x in unit_range.split("/")[0].split("-"))
+        assert body == data[first : last + 1]
+        assert set(range(first, last + 1)) == wanted
+    if plan.kind != "multipart":
+        return
+    # Parse with the standard library's MIME parser, independent of our framing code.
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + headers["content-type"].encode() + b"\r\n\r\n" + body
+    )
+    assert message.is_multipart()
+    got: set[int] = set()
+    parts: list[tuple[int, int]] = []
+    for part in message.iter_parts():
+        assert part["Content-Type"] == "application/x-test"
+        unit, _, spec = part["Content-Range"].partition(" ")
+        assert unit == "bytes"
+        first_last, _, total = spec.partition("/")
+        assert int(total) == size
+        first, last = (int(x) for x in first_last.split("-"))
+        payload = part.get_payload(decode=True)
+        assert payload == data[first : last + 1]
+        # Coalesced: no two parts overlap or touch.
+        assert all(last + 1 < start or stop < first for start, stop in parts)
+        parts.append((first, last + 1))
+        got |= set(range(first, last + 1))
+    assert got == wanted
+
+
+@given(
+    method=st.sampled_from(["GET", "HEAD", "POST", "G\x00T"]),
+    status=st.sampled_from([200, 206, 404]),
+    size=st.integers(0, 2**64),
+    request=st.dictionaries(
+        st.sampled_from(
+            [
+                "range",
+                "if-range",
+                "if-match",
+                "if-none-match",
+                "if-modified-since",
+                "if-unmodified-since",
+            ]
+        ),
+        st.text(max_size=60),
+    ),
+    app=st.lists(
+        st.tuples(
+            st.sampled_from(["ETag", "Last-Modified", "Content-Type", "X-Any"]),
+            st.text(max_size=40),
+        ),
+        max_size=4,
+    ),
+)
+@settings(max_examples=1000)
+def test_no_header_however_hostile_raises(
+    method: str, status: int, size: int, request: dict[str, str], app: list[tuple[str, str]]
+) -> None:
+    plan = plan_response(method, request, status, FileFacts(size, MTIME_NS), app)
+    assert plan.status in (status, 206, 304, 412, 416)
+    plan.apply(app)
+
+
+@given(
+    request=st.dictionaries(
+        st.sampled_from(["range", "if-range", "if-none-match", "if-modified-since"]),
+        st.text(alphabet=st.sampled_from('bytes=0123456789-, \t"W/*'), max_size=30),
+    ),
+    size=st.integers(0, 50),
+)
+@settings(max_examples=500)
+def test_head_mirrors_get(request: dict[str, str], size: int) -> None:
+    facts = FileFacts(size, MTIME_NS)
+    get = plan_response("GET", request, 200, facts, [], boundary="b")
+    head = plan_response("HEAD", request, 200, facts, [], boundary="b")
+    assert (head.status, head.set_headers, head.content_length) == (
+        get.status,
+        get.set_headers,
+        get.content_length,
+    )
+    assert head.segments == ()
