@@ -1,5 +1,7 @@
 """zcmiddleware: file responses of ASGI and WSGI apps on the server's zero-copy path."""
 
+from ._asgi import ZeroCopyMiddleware
+
 __version__ = "0.1.0.dev0"
 
-__all__ = ["__version__"]
+__all__ = ["ZeroCopyMiddleware", "__version__"]
