@@ -1,7 +1,8 @@
 """zcmiddleware: file responses of ASGI and WSGI apps on the server's zero-copy path."""
 
 from ._asgi import ZeroCopyMiddleware
+from ._wsgi import ZeroCopyWSGIMiddleware
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["ZeroCopyMiddleware", "__version__"]
+__all__ = ["ZeroCopyMiddleware", "ZeroCopyWSGIMiddleware", "__version__"]
