@@ -124,6 +124,7 @@ class ZeroCopyMiddleware:
         self.app = app
         self.handle_ranges = handle_ranges
         self.exclude_paths = tuple(exclude_paths)
+        self.sendfile_header_name = sendfile_header or ""
         self.sendfile_header = (
             sendfile_header.lower().encode("latin-1") if sendfile_header else None
         )
@@ -368,11 +369,16 @@ class _Responder:
         scope.cancel()
 
     async def _send_zerocopy(self, file: BinaryIO, segments: Sequence[Segment]) -> None:
-        for segment in segments:
+        for i, segment in enumerate(segments):
             if isinstance(segment, bytes):
+                # Literal bytes (multipart framing) are never short: the closing
+                # delimiter, sent after every slice was checked, ends the body.
+                last = i == len(segments) - 1
                 await self._send_to_server(
-                    {"type": "http.response.body", "body": segment, "more_body": True}
+                    {"type": "http.response.body", "body": segment, "more_body": not last}
                 )
+                if last:
+                    return
                 continue
             # Always both offset and count: an omitted offset means the descriptor's
             # current position, which pread-based code never moves.
@@ -462,7 +468,7 @@ def _find_header(message: Message, name: bytes) -> bytes | None:
 
 
 def _name(mw: ZeroCopyMiddleware) -> str:
-    return (mw.sendfile_header or b"").decode("latin-1")
+    return mw.sendfile_header_name
 
 
 def _spec_version(scope: Scope) -> tuple[int, ...]:
