@@ -1,0 +1,47 @@
+"""A single-file Django project behind ZeroCopyWSGIMiddleware, for the WSGI tests.
+
+``FileResponse`` has no Range support of its own; with the middleware it answers
+ranges, multipart ranges and conditional requests (``HTTP.md``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import django
+from django.conf import settings
+from django.core.wsgi import get_wsgi_application
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.urls import path
+
+from zcmiddleware import ZeroCopyWSGIMiddleware
+
+DATA_DIR = os.environ.get("ZC_DATA_DIR", os.getcwd())
+
+if not settings.configured:
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="zcmiddleware-tests-only",
+        ALLOWED_HOSTS=["*"],
+        ROOT_URLCONF=__name__,
+        MIDDLEWARE=[],
+        INSTALLED_APPS=[],
+        USE_TZ=True,
+    )
+    django.setup()
+
+
+def file(request: HttpRequest, name: str) -> FileResponse:
+    full = os.path.join(DATA_DIR, os.path.basename(name))
+    if not os.path.isfile(full):
+        raise Http404(name)
+    return FileResponse(open(full, "rb"))  # noqa: SIM115 (FileResponse closes it)
+
+
+def hello(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(b"hello", content_type="text/plain")
+
+
+urlpatterns = [path("file/<str:name>", file), path("hello", hello)]
+
+application = ZeroCopyWSGIMiddleware(get_wsgi_application(), debug_header="X-ZC-Path")
