@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from _servers import HOST, Server, free_port, python, run_server
 
 pytestmark = pytest.mark.integration
