@@ -191,3 +191,118 @@ def test_disconnect_mid_file_leaks_no_descriptor(
         time.sleep(0.05)
     assert srv.open_fds() <= before
     assert client.get("/download").content == DATA  # still serving
+
+
+# ------------------------------------------------------- every line of HTTP.md, per server
+
+S = SIZE
+FULL = (200, DATA)
+# (request headers, status, body: bytes, or the (start, stop) parts of a multipart answer)
+# "{etag}" and "{lm}" stand for the file's ETag and Last-Modified.
+POLICY: dict[str, tuple[dict[str, str], int, bytes | list[tuple[int, int]]]] = {
+    # Range (§14): ignored, satisfied, unsatisfiable
+    "other unit ignored": ({"range": "items=0-5"}, *FULL),
+    "invalid syntax ignored": ({"range": "bytes=abc"}, *FULL),
+    "empty range set ignored": ({"range": "bytes="}, *FULL),
+    "last before first ignored": ({"range": "bytes=5-2"}, *FULL),
+    "three numbers ignored": ({"range": "bytes=1-2-3"}, *FULL),
+    "last past the end clipped": ({"range": f"bytes=10-{S + 100}"}, 206, DATA[10:]),
+    "open ended": ({"range": f"bytes={S - 100}-"}, 206, DATA[-100:]),
+    "suffix": ({"range": "bytes=-100"}, 206, DATA[-100:]),
+    "suffix longer than the file": ({"range": f"bytes=-{S + 5}"}, 206, DATA),
+    "suffix of zero": ({"range": "bytes=-0"}, 416, b""),
+    "first at the end": ({"range": f"bytes={S}-{S + 10}"}, 416, b""),
+    "only the satisfiable served": ({"range": f"bytes={S}-,0-9"}, 206, DATA[:10]),
+    "overlapping coalesced": ({"range": "bytes=0-9,5-19"}, 206, DATA[:20]),
+    "touching coalesced": ({"range": "bytes=0-9,10-19"}, 206, DATA[:20]),
+    "parts keep request order": ({"range": "bytes=100-199,0-9"}, 206, [(100, 200), (0, 10)]),
+    "more than 100 ranges ignored": (
+        {"range": "bytes=" + ",".join(f"{i * 10}-{i * 10}" for i in range(101))},
+        *FULL,
+    ),
+    "total beyond the size ignored": ({"range": "bytes=0-,0-"}, *FULL),
+    # If-Range (§13.1.5)
+    "if-range strong etag matches": ({"range": "bytes=0-9", "if-range": "{etag}"}, 206, DATA[:10]),
+    "if-range other etag": ({"range": "bytes=0-9", "if-range": '"other"'}, *FULL),
+    "if-range weak etag never matches": ({"range": "bytes=0-9", "if-range": "W/{etag}"}, *FULL),
+    "if-range equal date matches": ({"range": "bytes=0-9", "if-range": "{lm}"}, 206, DATA[:10]),
+    # Preconditions, in the order of §13.2.2
+    "if-match star": ({"if-match": "*"}, *FULL),
+    "if-match matches": ({"if-match": "{etag}"}, *FULL),
+    "if-match fails": ({"if-match": '"other"'}, 412, b""),
+    "if-match weak fails": ({"if-match": "W/{etag}"}, 412, b""),
+    "if-unmodified-since fails": (
+        {"if-unmodified-since": "Thu, 01 Jan 1970 00:00:00 GMT"},
+        412,
+        b"",
+    ),
+    "if-unmodified-since ignored with if-match": (
+        {"if-match": "{etag}", "if-unmodified-since": "Thu, 01 Jan 1970 00:00:00 GMT"},
+        *FULL,
+    ),
+    "if-none-match matches": ({"if-none-match": "{etag}"}, 304, b""),
+    "if-none-match weak matches": ({"if-none-match": "W/{etag}"}, 304, b""),
+    "if-none-match star": ({"if-none-match": "*"}, 304, b""),
+    "if-match before if-none-match": (
+        {"if-match": '"other"', "if-none-match": "{etag}"},
+        412,
+        b"",
+    ),
+    "if-modified-since not modified": ({"if-modified-since": "{lm}"}, 304, b""),
+    "if-modified-since modified": ({"if-modified-since": "Thu, 01 Jan 1970 00:00:00 GMT"}, *FULL),
+    "if-modified-since ignored with if-none-match": (
+        {"if-none-match": '"other"', "if-modified-since": "{lm}"},
+        *FULL,
+    ),
+    "304 before range": ({"if-none-match": "{etag}", "range": "bytes=0-9"}, 304, b""),
+}
+
+
+@pytest.mark.parametrize("case", list(POLICY))
+def test_http_policy(server: tuple[str, Server], client: httpx.Client, case: str) -> None:
+    head = client.head("/download").headers
+    etag, last_modified = head["etag"], head["last-modified"]
+    headers, status, expected = POLICY[case]
+    headers = {k: v.format(etag=etag, lm=last_modified) for k, v in headers.items()}
+    response = client.get("/download", headers=headers)
+    assert response.status_code == status
+    if status in (200, 206, 304):
+        assert response.headers["etag"] == etag
+        assert response.headers["last-modified"] == last_modified
+        assert response.headers["accept-ranges"] == "bytes"
+    if status == 304:
+        assert "content-length" not in response.headers
+        assert "content-range" not in response.headers
+    if isinstance(expected, list):
+        parts = parse_byteranges(response.headers["content-type"], response.content)
+        assert parts == [(f"bytes {a}-{b - 1}/{S}", DATA[a:b]) for a, b in expected]
+    else:
+        assert response.content == expected
+        if status == 206:
+            start = DATA.find(expected)
+            want = f"bytes {start}-{start + len(expected) - 1}/{S}"
+            assert response.headers["content-range"] == want
+    if status != 304:
+        assert response.headers["content-length"] == str(len(response.content))
+    # HEAD answers with the same status and headers, without a body.
+    head_response = client.head("/download", headers=headers)
+    assert head_response.status_code == status
+    assert head_response.content == b""
+    if not isinstance(expected, list):  # a multipart boundary is random per response
+        assert head_response.headers.get("content-length") == response.headers.get("content-length")
+
+
+def test_empty_file_with_a_range_is_200(
+    server: tuple[str, Server], client: httpx.Client, files: Path
+) -> None:
+    (files / "empty.bin").touch()
+    response = client.get("/static/empty.bin", headers={"range": "bytes=0-5"})
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response.headers["content-length"] == "0"
+
+
+def test_directory_in_static_files_is_not_a_hang(
+    server: tuple[str, Server], client: httpx.Client
+) -> None:
+    assert client.get("/static/public").status_code == 404
