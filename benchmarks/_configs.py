@@ -1,0 +1,440 @@
+"""What the benchmark runs: configurations, scenarios and targets, as data.
+
+Each :class:`Config` is a declarative entry (argv template, extra env, the app
+it loads, what must be importable or installed); the harness fills in
+``{python}``, ``{port}``, ``{host}``, ``{workdir}``, ``{files}`` and
+``{nginx}``. A configuration whose requirement is missing is reported as
+unavailable and the run goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+#: name -> size of the files the harness generates.
+FILES: dict[str, int] = {
+    "1g.bin": GiB,
+    "64m.bin": 64 * MiB,
+    "64k.bin": 64 * KiB,
+    "4k.bin": 4 * KiB,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    label: str
+    argv: tuple[str, ...]
+    #: "module" or "module:attribute" that must import in the server's Python.
+    requires: tuple[str, ...] = ()
+    #: Executables that must be found (on PATH, /usr/sbin or /sbin).
+    executables: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    #: Files written into the per-run work directory before starting
+    #: (name -> template, formatted like argv).
+    files: tuple[tuple[str, str], ...] = ()
+    #: The configuration this one is compared with as "the plain app".
+    baseline: str | None = None
+    #: Included in ``--smoke`` runs.
+    smoke: bool = False
+    #: Seconds to wait for the server to answer.
+    ready_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    label: str
+    file: str
+    connections: int
+    #: Lua script in benchmarks/lua/ and its arguments (after ``--``).
+    script: str = "get.lua"
+    script_args: tuple[int, ...] = ()
+    #: Only run where verification showed the server answers this kind of
+    #: request with 206 (a 200 full body would measure something else).
+    needs: Literal["range", "multipart"] | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """``metric(config, scenario) op threshold * metric(reference, scenario)``."""
+
+    key: str
+    text: str
+    config: str
+    reference: str
+    scenarios: tuple[str, ...]
+    metric: Literal["mb_per_s", "req_per_s", "cpu_s_per_gb"]
+    op: Literal[">=", "<="]
+    threshold: float
+    note: str = ""
+
+
+HOST = "127.0.0.1"
+
+_UVICORN = ("{python}", "-m", "uvicorn", "--host", "{host}", "--port", "{port}")
+_UVICORN_QUIET = ("--no-access-log", "--log-level", "warning", "--timeout-keep-alive", "60")
+_ZC_HTTP = "zcmiddleware.uvicorn:AutoHTTPProtocol"
+_GUNICORN = (
+    "{python}",
+    "-m",
+    "gunicorn",
+    "--bind",
+    "{host}:{port}",
+    "--worker-class",
+    "gthread",
+    "--workers",
+    "1",
+    "--threads",
+    "8",
+    "--keep-alive",
+    "60",
+    "--log-level",
+    "warning",
+)
+_GRANIAN = (
+    "{python}",
+    "-m",
+    "granian",
+    "--interface",
+    "asgi",
+    "--host",
+    "{host}",
+    "--port",
+    "{port}",
+    "--workers",
+    "1",
+    "--runtime-threads",
+    "1",
+    "--loop",
+    "uvloop",
+    "--no-ws",
+    "--log-level",
+    "warning",
+    "--no-access-log",
+)
+
+NGINX_CONF = """\
+daemon off;
+master_process on;
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    default_type application/octet-stream;
+    client_body_temp_path {workdir}/client_body;
+    proxy_temp_path {workdir}/proxy;
+    fastcgi_temp_path {workdir}/fastcgi;
+    uwsgi_temp_path {workdir}/uwsgi;
+    scgi_temp_path {workdir}/scgi;
+    server {{
+        listen {host}:{port};
+        location /files/ {{ alias {files}/; }}
+    }}
+}}
+"""
+
+CONFIGS: tuple[Config, ...] = (
+    Config(
+        name="nginx",
+        label="nginx, sendfile on (reference)",
+        argv=(
+            "{nginx}",
+            "-p",
+            "{workdir}",
+            "-e",
+            "{workdir}/error.log",
+            "-c",
+            "{workdir}/nginx.conf",
+        ),
+        executables=("nginx",),
+        files=(("nginx.conf", NGINX_CONF),),
+    ),
+    Config(
+        name="starlette-uvicorn",
+        label="Starlette FileResponse, stock uvicorn (httptools, uvloop)",
+        argv=(
+            *_UVICORN,
+            *_UVICORN_QUIET,
+            "--http",
+            "httptools",
+            "--loop",
+            "uvloop",
+            "benchmarks.apps.starlette_plain:app",
+        ),
+        requires=("starlette", "uvicorn", "httptools", "uvloop"),
+        smoke=True,
+    ),
+    Config(
+        name="starlette-zc-uvicorn",
+        label="Starlette + ZeroCopyMiddleware, stock uvicorn (fallback)",
+        argv=(
+            *_UVICORN,
+            *_UVICORN_QUIET,
+            "--http",
+            "httptools",
+            "--loop",
+            "uvloop",
+            "benchmarks.apps.starlette_zc:app",
+        ),
+        requires=("zcmiddleware:ZeroCopyMiddleware", "benchmarks.apps.starlette_zc"),
+        baseline="starlette-uvicorn",
+    ),
+    Config(
+        name="starlette-zcuvicorn-uvloop",
+        label="Starlette (no middleware), zcmiddleware.uvicorn, uvloop",
+        argv=(
+            *_UVICORN,
+            *_UVICORN_QUIET,
+            "--http",
+            _ZC_HTTP,
+            "--loop",
+            "uvloop",
+            "benchmarks.apps.starlette_plain:app",
+        ),
+        requires=("zcmiddleware.uvicorn:AutoHTTPProtocol",),
+        baseline="starlette-uvicorn",
+    ),
+    Config(
+        name="starlette-zc-zcuvicorn-asyncio",
+        label="Starlette + ZeroCopyMiddleware, zcmiddleware.uvicorn, asyncio",
+        argv=(
+            *_UVICORN,
+            *_UVICORN_QUIET,
+            "--http",
+            _ZC_HTTP,
+            "--loop",
+            "asyncio",
+            "benchmarks.apps.starlette_zc:app",
+        ),
+        requires=(
+            "zcmiddleware:ZeroCopyMiddleware",
+            "zcmiddleware.uvicorn:AutoHTTPProtocol",
+            "benchmarks.apps.starlette_zc",
+        ),
+        baseline="starlette-uvicorn",
+    ),
+    Config(
+        name="starlette-zc-zcuvicorn-uvloop",
+        label="Starlette + ZeroCopyMiddleware, zcmiddleware.uvicorn, uvloop",
+        argv=(
+            *_UVICORN,
+            *_UVICORN_QUIET,
+            "--http",
+            _ZC_HTTP,
+            "--loop",
+            "uvloop",
+            "benchmarks.apps.starlette_zc:app",
+        ),
+        requires=(
+            "zcmiddleware:ZeroCopyMiddleware",
+            "zcmiddleware.uvicorn:AutoHTTPProtocol",
+            "benchmarks.apps.starlette_zc",
+        ),
+        baseline="starlette-uvicorn",
+        smoke=True,
+    ),
+    Config(
+        name="starlette-granian",
+        label="Starlette FileResponse, granian (pathsend)",
+        argv=(*_GRANIAN, "benchmarks.apps.starlette_plain:app"),
+        requires=("granian", "starlette"),
+        baseline="starlette-uvicorn",
+    ),
+    Config(
+        name="starlette-zc-granian",
+        label="Starlette + ZeroCopyMiddleware, granian (pathsend)",
+        argv=(*_GRANIAN, "benchmarks.apps.starlette_zc:app"),
+        requires=("granian", "zcmiddleware:ZeroCopyMiddleware", "benchmarks.apps.starlette_zc"),
+        baseline="starlette-granian",
+    ),
+    Config(
+        name="flask-gunicorn",
+        label="Flask send_file, gunicorn gthread",
+        argv=(*_GUNICORN, "benchmarks.apps.flask_plain:app"),
+        requires=("flask", "gunicorn"),
+    ),
+    Config(
+        name="flask-zc-gunicorn",
+        label="Flask + ZeroCopyWSGIMiddleware, gunicorn gthread",
+        argv=(*_GUNICORN, "benchmarks.apps.flask_zc:app"),
+        requires=("zcmiddleware:ZeroCopyWSGIMiddleware", "benchmarks.apps.flask_zc"),
+        baseline="flask-gunicorn",
+    ),
+    Config(
+        name="django-gunicorn",
+        label="Django FileResponse, gunicorn gthread",
+        argv=(*_GUNICORN, "benchmarks.apps.django_plain:application"),
+        requires=("django", "gunicorn"),
+    ),
+    Config(
+        name="django-zc-gunicorn",
+        label="Django + ZeroCopyWSGIMiddleware, gunicorn gthread",
+        argv=(*_GUNICORN, "benchmarks.apps.django_zc:application"),
+        requires=("zcmiddleware:ZeroCopyWSGIMiddleware", "benchmarks.apps.django_zc"),
+        baseline="django-gunicorn",
+    ),
+)
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("1g-1c", "1 GiB file, 1 connection", "1g.bin", 1),
+    Scenario("64m-8c", "64 MiB file, 8 connections", "64m.bin", 8),
+    Scenario(
+        "range1m-8c",
+        "random 1 MiB range of 1 GiB, 8 connections",
+        "1g.bin",
+        8,
+        script="range.lua",
+        script_args=(GiB, MiB),
+        needs="range",
+    ),
+    Scenario(
+        "multirange-8c",
+        "4 random 256 KiB ranges (multipart) of 1 GiB, 8 connections",
+        "1g.bin",
+        8,
+        script="multirange.lua",
+        script_args=(GiB, 256 * KiB, 4),
+        needs="multipart",
+    ),
+    Scenario("64k-32c", "64 KiB file, 32 connections", "64k.bin", 32),
+    Scenario("4k-32c", "4 KiB file, 32 connections", "4k.bin", 32),
+)
+
+_ZC_UVICORN = ("starlette-zc-zcuvicorn-uvloop", "starlette-zc-zcuvicorn-asyncio")
+
+#: The issue's targets (issue 6). "No slower" / "≥ the plain app" are checked
+#: with a 5 % noise band, stated in the text.
+TARGETS: tuple[Target, ...] = (
+    *(
+        t
+        for cfg in _ZC_UVICORN
+        for t in (
+            Target(
+                f"{cfg}:1g-vs-nginx",
+                "1 GiB download ≥ 0.9× nginx",
+                cfg,
+                "nginx",
+                ("1g-1c",),
+                "mb_per_s",
+                ">=",
+                0.9,
+            ),
+            Target(
+                f"{cfg}:1g-cpu-vs-nginx",
+                "1 GiB CPU-s/GB ≤ 1.3× nginx",
+                cfg,
+                "nginx",
+                ("1g-1c",),
+                "cpu_s_per_gb",
+                "<=",
+                1.3,
+            ),
+            Target(
+                f"{cfg}:range-vs-nginx",
+                "random 1 MiB ranges ≥ 0.8× nginx",
+                cfg,
+                "nginx",
+                ("range1m-8c",),
+                "mb_per_s",
+                ">=",
+                0.8,
+            ),
+            Target(
+                f"{cfg}:vs-plain",
+                "≥ 3× plain Starlette on stock uvicorn",
+                cfg,
+                "starlette-uvicorn",
+                ("1g-1c", "range1m-8c"),
+                "mb_per_s",
+                ">=",
+                3.0,
+            ),
+            Target(
+                f"{cfg}:4k-vs-plain",
+                "4 KiB req/s ≥ 1.5× plain Starlette on stock uvicorn",
+                cfg,
+                "starlette-uvicorn",
+                ("4k-32c",),
+                "req_per_s",
+                ">=",
+                1.5,
+            ),
+        )
+    ),
+    Target(
+        "flask-zc:range-vs-nginx",
+        "random 1 MiB ranges ≥ 0.8× nginx",
+        "flask-zc-gunicorn",
+        "nginx",
+        ("range1m-8c",),
+        "mb_per_s",
+        ">=",
+        0.8,
+    ),
+    Target(
+        "flask-zc:full-vs-plain",
+        "full downloads no slower than plain Flask (5 % band)",
+        "flask-zc-gunicorn",
+        "flask-gunicorn",
+        ("1g-1c", "64m-8c"),
+        "mb_per_s",
+        ">=",
+        0.95,
+    ),
+    *(
+        Target(
+            f"{cfg}:4k-overhead",
+            "4 KiB req/s with the middleware ≥ plain app, same server (5 % band)",
+            cfg,
+            base,
+            ("4k-32c",),
+            "req_per_s",
+            ">=",
+            0.95,
+        )
+        for cfg, base in (
+            ("starlette-zc-uvicorn", "starlette-uvicorn"),
+            ("starlette-zc-zcuvicorn-uvloop", "starlette-zcuvicorn-uvloop"),
+            ("starlette-zc-granian", "starlette-granian"),
+            ("flask-zc-gunicorn", "flask-gunicorn"),
+            ("django-zc-gunicorn", "django-gunicorn"),
+        )
+    ),
+)
+
+
+@dataclass
+class Selection:
+    configs: list[Config] = field(default_factory=list)
+    scenarios: list[Scenario] = field(default_factory=list)
+
+
+def select(only: list[str] | None, scenarios: list[str] | None, smoke: bool) -> Selection:
+    """Configurations and scenarios to run. ``only`` entries match a config
+    name exactly or as a substring; ``smoke`` picks the smoke configs unless
+    ``only`` is given."""
+    if only:
+        configs = [c for c in CONFIGS if any(o == c.name or o in c.name for o in only)]
+        unknown = [o for o in only if not any(o == c.name or o in c.name for c in CONFIGS)]
+        if unknown:
+            raise SystemExit(f"unknown configuration(s): {', '.join(unknown)}")
+    elif smoke:
+        configs = [c for c in CONFIGS if c.smoke]
+    else:
+        configs = list(CONFIGS)
+    chosen = [s for s in SCENARIOS if not scenarios or s.name in scenarios]
+    if scenarios and len(chosen) != len(scenarios):
+        raise SystemExit(f"unknown scenario in {scenarios}; known: {[s.name for s in SCENARIOS]}")
+    return Selection(configs, chosen)

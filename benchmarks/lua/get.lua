@@ -1,0 +1,1 @@
+-- A plain GET of the URL's path; wrk builds the request once (no request()).
