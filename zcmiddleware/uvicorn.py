@@ -35,9 +35,11 @@ from zcmiddleware._uvicorn_sendfile import (
 __all__ = ["AutoHTTPProtocol", "H11Protocol", "HttpToolsProtocol"]
 
 # The uvicorn internals touched here (the cycles' response state, h11's
-# passthrough, the protocols' ``cycle`` attribute) are the same in every
-# release of this range; each bound is one that the test-suite was run against.
-SUPPORTED_UVICORN = ((0, 30), (0, 55))
+# passthrough, the protocols' ``cycle`` attribute) are unchanged from 0.30 to
+# 0.54, but only from 0.36 on does uvicorn accept ``--http module:Class`` (or
+# the string in ``uvicorn.run``). The test-suite passes on 0.36.0, 0.40.0,
+# 0.53.0 and 0.54.0; the upper bound is the first release not yet checked.
+SUPPORTED_UVICORN = ((0, 36), (0, 55))
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
