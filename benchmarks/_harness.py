@@ -331,6 +331,22 @@ class Server:
         return text[-4000:]
 
 
+def log_summary(workdir: Path) -> dict[str, Any]:
+    """How many errors (Python tracebacks, nginx [error]/[crit] lines) the server logged,
+    and the last few of them: a server can answer every request and still log
+    failures (for example on connections wrk closes at the end of a run)."""
+    errors, tail = 0, []
+    for p in sorted(workdir.glob("*.log")):
+        for line in p.read_text(errors="replace").splitlines():
+            if line.startswith("Traceback (most recent call last)") or re.search(
+                r"\[(error|crit|alert|emerg)\]", line
+            ):
+                errors += 1
+            if re.match(r"[\w.]*(Error|Exception)\b.*:", line) or "[error]" in line:
+                tail.append(line.strip()[:300])
+    return {"errors": errors, "tail": tail[-5:]}
+
+
 def _format(template: str, values: Mapping[str, str]) -> str:
     return template.format(**values)
 

@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="NAME",
         help="scenario name (repeatable, or comma-separated); default all",
     )
-    p.add_argument("--duration", type=float, help="seconds per scenario (default 6; smoke 1)")
+    p.add_argument("--duration", type=float, help="seconds per scenario (default 8; smoke 1)")
     p.add_argument(
         "--cache-dir",
         type=Path,
@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.only = _split(args.only)
     args.scenario = _split(args.scenario)
     if args.duration is None:
-        args.duration = 1.0 if args.smoke else 6.0
+        args.duration = 1.0 if args.smoke else 8.0
     return args
 
 
@@ -133,6 +133,13 @@ def run_config(
     except RuntimeError as exc:
         entry.update(status="failed", reason=str(exc)[-1500:])
         print(f"[{config.name}] failed: {exc}", flush=True)
+    entry["server_log"] = h.log_summary(workroot / config.name)
+    if entry["server_log"]["errors"]:
+        print(
+            f"[{config.name}] server logged {entry['server_log']['errors']} error line(s); "
+            f"last: {entry['server_log']['tail'][-1:]}",
+            flush=True,
+        )
     return entry
 
 
@@ -158,6 +165,10 @@ def run_scenario(
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         print(f"[{name}]   {sc.name}: failed: {exc}", flush=True)
         return {"status": "failed", "reason": str(exc)[-1500:]}
+    if r.bytes == 0:
+        reason = "no response bytes during the run (server hung or starved of CPU)"
+        print(f"[{name}]   {sc.name}: failed, {reason}", flush=True)
+        return {"status": "failed", "reason": reason, **r.to_json(cores)}
     out = {"status": "ok", **r.to_json(cores)}
     errors = sum(r.errors.values())
     print(
