@@ -219,6 +219,31 @@ def test_uwsgi_style_wrapper_is_never_handed_the_file(tmp_path: Path, data: byte
     assert server.run(ZeroCopyWSGIMiddleware(file_app(tmp_path / "data.bin")))[2] == data[3:5]
 
 
+def test_uwsgi_sendfile_gets_a_duplicate_within_its_int_limits(
+    tmp_path: Path, data: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[tuple[int, int, int, bytes]] = []
+
+    class FakeUwsgi:
+        @staticmethod
+        def sendfile(fd: int, chunk: int, pos: int, length: int) -> bool:
+            # Like uWSGI: sends now, then closes the descriptor it was given.
+            sent.append((fd, pos, length, os.pread(fd, length, pos)))
+            os.close(fd)
+            return True
+
+    monkeypatch.setitem(sys.modules, "uwsgi", FakeUwsgi)
+    server = FakeServer(HTTP_RANGE="bytes=10-19", **{"uwsgi.version": b"2.0.30"})
+    mw = ZeroCopyWSGIMiddleware(file_app(tmp_path / "data.bin"), debug_header="x-zc")
+    status, headers, body = server.run(mw)
+    assert (status, body, headers["x-zc"]) == ("206 Partial Content", b"", "uwsgi.sendfile")
+    assert [(pos, length, chunk) for _, pos, length, chunk in sent] == [(10, 10, data[10:20])]
+    assert CountingFile.closes == 1
+    # Multipart goes by the iterator.
+    server = FakeServer(HTTP_RANGE="bytes=0-0,5-5", **{"uwsgi.version": b"2.0.30"})
+    assert server.run(mw)[1]["x-zc"] == "iterator"
+
+
 # ---------------------------------------------------------- what the app sees
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import http
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -229,6 +230,39 @@ def _gunicorn_wrapper(environ: WSGIEnvironment) -> type | None:
     if isinstance(wrapper, type) and wrapper.__module__ == "gunicorn.http.wsgi":
         return wrapper
     return None
+
+
+# uwsgi.sendfile parses its position and length as C ints.
+_C_INT_MAX = 2**31 - 1
+
+
+def _uwsgi_sendfile(environ: WSGIEnvironment) -> Callable[..., object] | None:
+    """``uwsgi.sendfile`` when running under uWSGI, else None."""
+    if "uwsgi.version" not in environ:
+        return None
+    module = sys.modules.get("uwsgi")
+    sendfile = getattr(module, "sendfile", None)
+    return sendfile if callable(sendfile) else None
+
+
+def _uwsgi_body(
+    sendfile: Callable[..., object], fd: int, offset: int, count: int
+) -> Iterator[bytes]:
+    """Send by ``uwsgi.sendfile(fd, chunk, pos, len)`` when the server iterates the body.
+
+    Measured on pyuwsgi 2.0.30: it sends the headers and then ``len`` bytes from
+    ``pos`` with sendfile(2) before it returns, and closes the descriptor it is given,
+    so it gets a duplicate and the app's file is closed by the app's ``close``.
+    (Its ``wsgi.file_wrapper``, by contrast, sends the whole file from byte 0.)
+    Nothing tells us a shrunken file ended early, so the size is checked afterwards.
+    """
+    sendfile(os.dup(fd), 0, offset, count)
+    if os.fstat(fd).st_size < offset + count:
+        raise FileChangedError(
+            f"file ended before byte {offset + count} of a response that announced it: "
+            "it shrank while being sent"
+        )
+    yield from ()
 
 
 def _wrapped_file(iterable: object, server_wrapper: object) -> object | None:
@@ -548,6 +582,12 @@ class _Exchange:
             filelike = _SlicedFile(fd, piece.offset, piece.count, self.mw.chunk_size, closer)
             response: _Response = wrapper(filelike, self.mw.chunk_size)
             return response, "file_wrapper"
+        uwsgi_sendfile = _uwsgi_sendfile(self.server_environ)
+        if uwsgi_sendfile is not None and len(segments) == 1:
+            only = segments[0]
+            if isinstance(only, FileSlice) and only.offset <= _C_INT_MAX >= only.count:
+                body = _uwsgi_body(uwsgi_sendfile, fd, only.offset, only.count)
+                return _Body(body, closer), "uwsgi.sendfile"
         return _Body(iter_segments(fd, segments, self.mw.chunk_size), closer), "iterator"
 
     # ------------------------------------------------------------------- closing
