@@ -86,9 +86,11 @@ def _uvicorn_argv(protocol: str, loop: str, port: int, *extra: str) -> list[str]
 def server(request: pytest.FixtureRequest, files: Path) -> Iterator[Server]:
     protocol, loop = request.param
     port = free_port()
-    env = {"ZC_TEST_FILES": str(files)}
+    # Unclosed files or sockets in the server would print ResourceWarnings.
+    env = {"ZC_TEST_FILES": str(files), "PYTHONWARNINGS": "always::ResourceWarning"}
     with run_server(_uvicorn_argv(protocol, loop, port), port=port, env=env) as srv:
         yield srv
+        assert "ResourceWarning" not in srv.log()
 
 
 @pytest.fixture
