@@ -77,7 +77,6 @@ def prepare_files(cache_dir: Path, log: Any = print) -> dict[str, BenchFile]:
                     f.write(rng.randbytes(n))
                     left -= n
             path.chmod(0o644)
-            st = path.stat()
         # Read the whole file once: hashes it and leaves it in the page cache.
         digest = hashlib.sha256()
         with path.open("rb") as f:
@@ -85,7 +84,7 @@ def prepare_files(cache_dir: Path, log: Any = print) -> dict[str, BenchFile]:
                 if not fresh:
                     digest.update(chunk)
         sha = digest.hexdigest() if not fresh else entry["sha256"]
-        manifest[name] = {"size": size, "mtime_ns": st.st_mtime_ns, "sha256": sha}
+        manifest[name] = {"size": size, "mtime_ns": path.stat().st_mtime_ns, "sha256": sha}
         files[name] = BenchFile(name, path, size, sha)
     manifest_path.write_text(json.dumps(manifest, indent=2))
     return files
@@ -455,7 +454,7 @@ def _parse_multipart(body: bytes, boundary: bytes) -> list[tuple[int, int, bytes
     """Parts of a multipart/byteranges body as (start, stop, data); each
     part's length comes from its own Content-Range, so the boundary string may
     appear inside the data."""
-    parts = []
+    parts: list[tuple[int, int, bytes]] = []
     delim = b"--" + boundary
     pos = body.find(delim)
     if pos < 0:
@@ -618,8 +617,9 @@ class LoadResult:
         out.update(
             mb_per_s=round(self.mb_per_s, 2),
             req_per_s=round(self.req_per_s, 2),
-            cpu_s_per_gb=round(self.cpu_s_per_gb, 4),
-            cpu_us_per_req=round(self.cpu_us_per_req, 1),
+            # None rather than infinity: JSON has no infinity.
+            cpu_s_per_gb=round(self.cpu_s_per_gb, 4) if self.bytes else None,
+            cpu_us_per_req=round(self.cpu_us_per_req, 1) if self.requests else None,
             server_cpu_util=round(self.server_cpu_s / self.wall_s, 3),
             client_cpu_util=round(self.client_cpu_s / self.wall_s, 3),
         )

@@ -22,6 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 
 from benchmarks.run import RESULTS_DIR  # noqa: E402
 
@@ -69,7 +70,7 @@ def _series(results: dict[str, Any], scenario: str, key: str) -> tuple[list[str]
     names, values = [], []
     for c in results["configs"]:
         s = c.get("scenarios", {}).get(scenario, {})
-        if c["status"] == "ok" and s.get("status") == "ok":
+        if c["status"] == "ok" and s.get("status") == "ok" and s.get(key) is not None:
             names.append(c["name"])
             values.append(float(s[key]))
     return names, values
@@ -102,7 +103,7 @@ def _figure(results: dict[str, Any], kind: str, path: Path) -> None:
         f"{meta['client_core']}, {meta['duration_per_scenario_s']:g} s per scenario",
         fontsize=9,
     )
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _LEGEND.values()]
+    handles = [Rectangle((0, 0), 1, 1, color=c) for c in _LEGEND.values()]
     fig.legend(handles, list(_LEGEND), loc="lower center", ncol=len(_LEGEND), fontsize=8)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=110)

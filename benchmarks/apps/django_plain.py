@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import django
-from django.conf import settings
-from django.core.handlers.wsgi import WSGIHandler
-from django.http import FileResponse, Http404, HttpRequest
-from django.urls import path as route
+import django  # type: ignore[import-untyped]
+from django.conf import settings  # type: ignore[import-untyped]
+from django.core.handlers.wsgi import WSGIHandler  # type: ignore[import-untyped]
+from django.http import FileResponse, Http404, HttpRequest  # type: ignore[import-untyped]
+from django.urls import path as route  # type: ignore[import-untyped]
 
 from benchmarks.apps import resolve
 
