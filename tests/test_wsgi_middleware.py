@@ -377,7 +377,8 @@ def test_x_sendfile_inside_roots(tmp_path: Path, data: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "status"), [("/etc/hostname", "500"), ("{root}/missing.bin", "404")]
+    ("path", "status"),
+    [("/etc/hostname", "500"), ("{root}/missing.bin", "404"), ("{root}", "500")],
 )
 def test_x_sendfile_refused_without_revealing_the_path(
     tmp_path: Path, path: str, status: str, caplog: pytest.LogCaptureFixture

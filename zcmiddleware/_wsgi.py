@@ -19,10 +19,12 @@ Delivery (see ``docs/wsgi.md`` for what was measured):
   gunicorn checks ``isinstance(respiter, environ["wsgi.file_wrapper"])`` on the
   environ *it* built and then ``sendfile(2)``-s ``Content-Length`` bytes from the
   current position -- full responses and single ranges both go zero-copy;
-- every other server (waitress, Werkzeug's dev server, uWSGI, test clients), and
+- uWSGI: ``uwsgi.sendfile`` with an offset and a length (within its C ints). Its
+  ``wsgi.file_wrapper`` is never given the file: it sends the whole file from byte 0
+  whatever the position and Content-Length;
+- every other server (waitress, Werkzeug's dev server, test clients), and
   multipart answers everywhere: a bounded iterator over exactly the planned bytes,
-  read by position, one chunk in memory. uWSGI's wrapper is never given the file:
-  it sends the whole file from byte 0 whatever the position and Content-Length.
+  read by position, one chunk in memory.
 """
 
 from __future__ import annotations
@@ -37,8 +39,6 @@ from typing import TYPE_CHECKING, Protocol
 from ._files import (
     DEFAULT_CHUNK_SIZE,
     FileChangedError,
-    NotARegularFileError,
-    SendfileRootError,
     facts_of,
     iter_segments,
     open_file,
@@ -501,7 +501,7 @@ class _Exchange:
         try:
             real = resolve_in_roots(path, self.mw.sendfile_roots)
             file, facts = open_file(real)
-        except (SendfileRootError, NotARegularFileError, FileNotFoundError) as exc:
+        except OSError as exc:  # outside the roots, missing, not a regular file, EACCES
             # Logged with the path; answered without it.
             logger.error("%s header refused: %s", name, exc)
             missing = isinstance(exc, FileNotFoundError)
