@@ -114,7 +114,10 @@ def _from_environment() -> ASGIApp:
     directory = os.environ.get("ZC_DIR")
     if directory is None:
         return create_app(".")  # imported for its factories only
-    return Recorder(wrap(directory))
+    options: dict[str, Any] = {}
+    if "ZC_CHUNK_SIZE" in os.environ:  # for the chunk-size measurement (docs/asgi.md)
+        options["chunk_size"] = int(os.environ["ZC_CHUNK_SIZE"])
+    return Recorder(wrap(directory, **options))
 
 
 app = _from_environment()
