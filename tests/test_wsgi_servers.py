@@ -213,6 +213,28 @@ def test_if_range_mismatch_sends_the_whole_file(
     assert (status, body) == (200, (data_dir / "data.bin").read_bytes())
 
 
+def test_ignored_ranges_send_the_whole_file(
+    server: tuple[Server, str, str], data_dir: Path
+) -> None:
+    s, _, _ = server
+    data = (data_dir / "data.bin").read_bytes()
+    many = "bytes=" + ",".join(f"{i * 10}-{i * 10}" for i in range(101))
+    for value in ("items=0-5", "bytes=abc", "bytes=5-2", many):
+        status, _, body = fetch(s, "/file/data.bin", {"Range": value})
+        assert (status, body) == (200, data), value
+
+
+def test_other_methods_ignore_range_but_not_preconditions(
+    server: tuple[Server, str, str], data_dir: Path
+) -> None:
+    s, _, app = server
+    path = "/file-post/data.bin" if app == "flask" else "/file/data.bin"
+    status, _, body = fetch(s, path, {"Range": "bytes=0-9"}, method="POST")
+    assert (status, body) == (200, (data_dir / "data.bin").read_bytes())
+    status, _, body = fetch(s, path, {"If-Match": '"nope"'}, method="POST")
+    assert (status, body) == (412, b"")
+
+
 def test_empty_file(server: tuple[Server, str, str]) -> None:
     s, _, _ = server
     status, headers, body = fetch(s, "/file/empty.bin", {"Range": "bytes=0-"})
