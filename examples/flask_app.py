@@ -9,7 +9,7 @@ On gunicorn -- where full files *and* ranges then go out by sendfile(2):
 
 Then ``curl -r 0-99 http://127.0.0.1:8000/download -o part.bin``; the
 ``X-ZeroCopy-Path`` response header says which path carried the bytes
-(``file_wrapper`` on gunicorn, ``iterator`` on servers without sendfile).
+(``file_wrapper`` on gunicorn, ``fallback`` on servers without sendfile).
 """
 
 from __future__ import annotations

@@ -151,7 +151,7 @@ def test_passthrough_status_keeps_the_apps_status_line(tmp_path: Path, data: byt
 def test_debug_header_names_the_path(tmp_path: Path) -> None:
     mw = ZeroCopyWSGIMiddleware(file_app(tmp_path / "data.bin"), debug_header="X-ZC")
     tmp_path.joinpath("data.bin").write_bytes(b"abc")
-    assert FakeServer().run(mw)[1]["x-zc"] == "iterator"
+    assert FakeServer().run(mw)[1]["x-zc"] == "fallback"
     assert FakeServer(REQUEST_METHOD="HEAD").run(mw)[1]["x-zc"] == "none"
 
 
@@ -241,7 +241,7 @@ def test_uwsgi_sendfile_gets_a_duplicate_within_its_int_limits(
     assert CountingFile.closes == 1
     # Multipart goes by the iterator.
     server = FakeServer(HTTP_RANGE="bytes=0-0,5-5", **{"uwsgi.version": b"2.0.30"})
-    assert server.run(mw)[1]["x-zc"] == "iterator"
+    assert server.run(mw)[1]["x-zc"] == "fallback"
 
 
 # ---------------------------------------------------------- what the app sees
@@ -304,17 +304,24 @@ def test_handle_ranges_off_leaves_headers_to_the_app(tmp_path: Path, data: bytes
     assert "accept-ranges" not in headers
 
 
-def test_excluded_paths_see_the_servers_environ(tmp_path: Path) -> None:
-    seen: list[Environ] = []
+def test_excluded_paths_are_handled_as_with_handle_ranges_off(tmp_path: Path, data: bytes) -> None:
+    seen: list[str | None] = []
 
     def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
-        seen.append(environ)
-        start_response("200 OK", [])
-        return [b"mine"]
+        seen.append(environ.get("HTTP_RANGE"))
+        return file_app(tmp_path / "data.bin")(environ, start_response)
 
+    mw = ZeroCopyWSGIMiddleware(app, exclude_paths=["/media/"], debug_header="x-zc")
     server = FakeServer(PATH_INFO="/media/x", HTTP_RANGE="bytes=0-1")
-    server.run(ZeroCopyWSGIMiddleware(app, exclude_paths=["/media/"]))
-    assert seen[0] is server.environ
+    status, headers, body = server.run(mw)
+    assert (status, body, headers["x-zc"], seen) == ("200 OK", data, "fallback", ["bytes=0-1"])
+    status, _, body = FakeServer(PATH_INFO="/other", HTTP_RANGE="bytes=0-1").run(mw)
+    assert (status, body, seen[1]) == ("206 Partial Content", data[:2], None)
+
+
+def test_sendfile_header_needs_roots() -> None:
+    with pytest.raises(ValueError, match="sendfile_roots"):
+        ZeroCopyWSGIMiddleware(lambda e, s: [], sendfile_header="X-Sendfile")
 
 
 # ------------------------------------------------------------- recognition
@@ -337,7 +344,7 @@ def test_recognises_other_file_wrappers(
 
     server = FakeServer(HTTP_RANGE="bytes=7-8")
     status, headers, body = server.run(ZeroCopyWSGIMiddleware(app, debug_header="x-zc"))
-    assert (status, body, headers["x-zc"]) == ("206 Partial Content", data[7:9], "iterator")
+    assert (status, body, headers["x-zc"]) == ("206 Partial Content", data[7:9], "fallback")
     assert CountingFile.closes == 1
 
 

@@ -103,7 +103,7 @@ def expected_path(server_name: str, end: int = 0) -> str:
         return "file_wrapper"
     if server_name == "uwsgi" and end < 2**31:
         return "uwsgi.sendfile"
-    return "iterator"
+    return "fallback"
 
 
 # ------------------------------------------------------------------ HTTP.md lines

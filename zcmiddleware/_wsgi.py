@@ -307,9 +307,12 @@ class ZeroCopyWSGIMiddleware:
     :param handle_ranges: answer Range and conditional requests for file responses
         (``HTTP.md``). With ``False`` the app sees every header and only its
         whole-file 200s are sent zero-copy.
-    :param exclude_paths: path prefixes the middleware leaves entirely to the app.
+    :param exclude_paths: path prefixes (``SCRIPT_NAME + PATH_INFO``) treated as if
+        ``handle_ranges`` were off, for apps that answer Range themselves there;
+        their whole-file responses still go zero-copy.
     :param debug_header: a response header that names the delivery path taken
-        (``file_wrapper``, ``iterator``, ``none``), for troubleshooting.
+        (``file_wrapper``, ``uwsgi.sendfile``, ``fallback``, ``none``), for
+        troubleshooting; also logged at DEBUG on the ``zcmiddleware.wsgi`` logger.
     :param chunk_size: bytes per read when the server has no sendfile path.
     """
 
@@ -324,6 +327,8 @@ class ZeroCopyWSGIMiddleware:
         debug_header: str | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
     ) -> None:
+        if sendfile_header is not None and not sendfile_roots:
+            raise ValueError("sendfile_header needs at least one directory in sendfile_roots")
         if chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, got {chunk_size!r}")
         self.app = app
@@ -335,11 +340,11 @@ class ZeroCopyWSGIMiddleware:
         self.chunk_size = chunk_size
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if self.exclude_paths:
+        handles = self.handle_ranges
+        if handles and self.exclude_paths:
             path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-            if path.startswith(self.exclude_paths):
-                return self.app(environ, start_response)
-        return _Exchange(self, environ, start_response).run()
+            handles = not path.startswith(self.exclude_paths)
+        return _Exchange(self, environ, start_response, handles).run()
 
 
 class _Exchange:
@@ -350,8 +355,10 @@ class _Exchange:
         middleware: ZeroCopyWSGIMiddleware,
         environ: WSGIEnvironment,
         start_response: StartResponse,
+        handle_ranges: bool,
     ) -> None:
         self.mw = middleware
+        self.handle_ranges = handle_ranges
         self.server_environ = environ
         self.server_start_response = start_response
         self.method: str = environ.get("REQUEST_METHOD", "GET")
@@ -362,7 +369,7 @@ class _Exchange:
         app_environ = dict(environ)
         app_environ["wsgi.file_wrapper"] = self.wrap_file
         self.hidden: dict[str, str] = {}
-        if middleware.handle_ranges and self.method in ("GET", "HEAD"):
+        if handle_ranges and self.method in ("GET", "HEAD"):
             for key in _RANGE_KEYS:
                 if key in app_environ:
                     self.hidden[key] = app_environ.pop(key)
@@ -384,7 +391,7 @@ class _Exchange:
             self.app_environ.update(self.hidden)
         else:
             wrapper.fd, wrapper.facts = found
-            if self.mw.handle_ranges:
+            if self.handle_ranges:
                 for key in _CONDITIONAL_KEYS:
                     self.app_environ.pop(key, None)
         self.wrappers.append(wrapper)
@@ -509,7 +516,7 @@ class _Exchange:
         return self.send_file(file.fileno(), facts, code, headers, file.close)
 
     def error_response(self, code: int) -> Iterable[bytes]:
-        body = _status_line(code).encode("ascii")
+        body = b"Not Found" if code == 404 else b"Internal Server Error"
         self.commit(
             _status_line(code),
             [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
@@ -545,10 +552,10 @@ class _Exchange:
         closer: Callable[[], None],
     ) -> Iterable[bytes]:
         try:
-            request_headers = self.request_headers if self.mw.handle_ranges else {}
+            request_headers = self.request_headers if self.handle_ranges else {}
             plan = plan_response(self.method, request_headers, code, facts, app_headers)
             headers = plan.apply(app_headers)
-            if not self.mw.handle_ranges and not any(
+            if not self.handle_ranges and not any(
                 k.lower() == "accept-ranges" for k, _ in app_headers
             ):
                 # The app answers Range itself here; do not promise what it may not do.
@@ -588,7 +595,7 @@ class _Exchange:
             if isinstance(only, FileSlice) and only.offset <= _C_INT_MAX >= only.count:
                 body = _uwsgi_body(uwsgi_sendfile, fd, only.offset, only.count)
                 return _Body(body, closer), "uwsgi.sendfile"
-        return _Body(iter_segments(fd, segments, self.mw.chunk_size), closer), "iterator"
+        return _Body(iter_segments(fd, segments, self.mw.chunk_size), closer), "fallback"
 
     # ------------------------------------------------------------------- closing
 
