@@ -578,3 +578,38 @@ async def test_debug_log_names_the_path(
         await request(wrap(str(directory), debug_header=None), Server(CAPABILITIES[capability]))
     (record,) = [r for r in caplog.records if r.name == "zcmiddleware.asgi"]
     assert record.getMessage().endswith(f"via {expected_full_path(capability)}")
+
+
+async def test_sendfile_header_without_a_body_message_still_sends_the_file(
+    directory: Path,
+) -> None:
+    path = str(directory / "public" / "inside.bin")
+
+    async def app(scope: Message, receive: Any, send: Any) -> None:
+        headers = [(b"x-sendfile", path.encode()), (b"content-type", b"text/plain")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+    server = Server({})
+    middleware = ZeroCopyMiddleware(
+        app, sendfile_header="X-Sendfile", sendfile_roots=[str(directory / "public")]
+    )
+    await middleware(server.scope("GET", "/"), server.receive, server.send)
+    assert server.status == 200
+    assert bytes(server.body) == DATA[:1000]
+    assert "x-sendfile" not in server.headers
+
+
+async def test_sendfile_header_never_leaks_when_trailers_follow(directory: Path) -> None:
+    async def app(scope: Message, receive: Any, send: Any) -> None:
+        headers = [(b"X-Sendfile", b"/etc/passwd")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.trailers", "headers": []})
+
+    server = Server({})
+    middleware = ZeroCopyMiddleware(
+        app, sendfile_header="X-Sendfile", sendfile_roots=[str(directory / "public")]
+    )
+    await middleware(server.scope("GET", "/"), server.receive, server.send)
+    assert server.types[0] == "http.response.start"
+    assert "x-sendfile" not in server.headers
+    assert all(b"passwd" not in v for _, v in server.start["headers"])

@@ -193,7 +193,8 @@ class _Responder:
         self.method: str = scope["method"]
         self.start: Message | None = None
         self.sendfile_path: bytes | None = None
-        # idle -> held -> (streaming | file) ; file -> done
+        # idle -> held -> streaming (not a file) | done (file sent)
+        # idle -> sendfile (X-Sendfile header seen) -> done | streaming
         self.state: Literal["idle", "held", "sendfile", "streaming", "done"] = "idle"
 
     async def send(self, message: Message) -> None:
@@ -207,6 +208,8 @@ class _Responder:
                 self.sendfile_path = _find_header(message, self.mw.sendfile_header)
                 if self.sendfile_path is not None:
                     self.state = "sendfile"
+                    # Whatever happens next, the path never reaches the client.
+                    self.start = _without_header(message, self.mw.sendfile_header)
         elif self.state == "held" and kind == PATHSEND:
             self.state = "done"
             await self._deliver_app_path(message["path"])
@@ -230,8 +233,12 @@ class _Responder:
             await self.server_send(message)
 
     async def finish(self) -> None:
-        """The app returned: a start still held (no message followed it) goes out now."""
-        if self.state in ("held", "sendfile") and self.start is not None:
+        """The app returned: a start still held (no message followed it) goes out now,
+        or, for an X-Sendfile response without a body, the file."""
+        if self.state == "sendfile" and self.sendfile_path is not None:
+            self.state = "done"
+            await self._deliver_sendfile_header(self.sendfile_path)
+        elif self.state == "held" and self.start is not None:
             self.state = "streaming"
             await self.server_send(self.start)
 
@@ -465,6 +472,11 @@ def _find_header(message: Message, name: bytes) -> bytes | None:
         if key.lower() == name:
             return bytes(value)
     return None
+
+
+def _without_header(message: Message, name: bytes) -> Message:
+    headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != name]
+    return {**message, "headers": headers}
 
 
 def _name(mw: ZeroCopyMiddleware) -> str:
