@@ -348,6 +348,18 @@ def test_recognises_other_file_wrappers(
     assert CountingFile.closes == 1
 
 
+def test_recognises_waitress_wrapper_when_it_is_the_servers(tmp_path: Path, data: bytes) -> None:
+    from waitress.buffers import ReadOnlyFileBasedBuffer
+
+    def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
+        start_response("200 OK", [])
+        return ReadOnlyFileBasedBuffer(CountingFile(tmp_path / "data.bin"))
+
+    server = FakeServer(HTTP_RANGE="bytes=1-2", **{"wsgi.file_wrapper": ReadOnlyFileBasedBuffer})
+    assert server.run(ZeroCopyWSGIMiddleware(app))[2] == data[1:3]
+    assert CountingFile.closes == 1
+
+
 def test_a_pipe_is_not_a_file_response() -> None:
     read_end, write_end = os.pipe()
     os.write(write_end, b"piped")

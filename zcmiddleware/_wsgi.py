@@ -274,7 +274,8 @@ def _wrapped_file(iterable: object, server_wrapper: object) -> object | None:
         if cls.__module__ in ("wsgiref.util", "gunicorn.http.wsgi"):
             return getattr(iterable, "filelike", None)
     if isinstance(server_wrapper, type) and isinstance(iterable, server_wrapper):
-        return getattr(iterable, "filelike", None)
+        # PEP 3333's sample and gunicorn say ``filelike``; waitress says ``file``.
+        return getattr(iterable, "filelike", None) or getattr(iterable, "file", None)
     return None
 
 
