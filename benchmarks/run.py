@@ -162,6 +162,9 @@ def run_scenario(
         return {"status": "skipped", "reason": reason}
     try:
         r = h.run_load(server, sc, duration=duration, cpu=cores[1])
+        if r.bytes == 0:  # seen once on a saturated machine: try once more
+            print(f"[{name}]   {sc.name}: no bytes moved; retrying once", flush=True)
+            r = h.run_load(server, sc, duration=duration, cpu=cores[1])
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         print(f"[{name}]   {sc.name}: failed: {exc}", flush=True)
         return {"status": "failed", "reason": str(exc)[-1500:]}
