@@ -155,6 +155,23 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def git_commit() -> str:
+    """The commit the run measured (with "+dirty" when the tree has changes)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT_DIR, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT_DIR,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
 def cpu_times() -> list[tuple[int, int]]:
     """(busy, total) jiffies of every CPU, from /proc/stat."""
     out = []

@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             "server_core": cores[0],
             "client_core": cores[1],
             "machine": h.machine_info(),
+            "git_commit": h.git_commit(),
             "units": "MB = 10^6 bytes, GB = 10^9 bytes; bytes as counted by wrk (incl. headers)",
             "other_test_runs_at_start": h.other_test_runs(),
             "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
