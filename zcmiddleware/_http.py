@@ -324,6 +324,13 @@ def _coalesce(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
 
 # §15.4.5: what a 304 keeps is everything but the representation's content metadata.
 _CONTENT_HEADERS_KEPT_ON_304 = frozenset({"content-location"})
+_CONDITIONAL_FIELDS = (
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+)
 _ALWAYS_DROPPED = frozenset({"content-length", "content-range", "transfer-encoding"})
 
 
@@ -367,12 +374,17 @@ def plan_response(
     if etag_value is None:
         etag_value = make_etag(facts)
         validators.append(("etag", etag_value))
-    etag = parse_entity_tag(etag_value)
     last_modified_value = app.get("last-modified")
     if last_modified_value is None:
         last_modified_value = format_http_date(facts.mtime_ns // 1_000_000_000)
         validators.append(("last-modified", last_modified_value))
-    last_modified = parse_http_date(last_modified_value, now=now)
+    # The validators are parsed only when the request has something to compare them
+    # with: most requests carry no conditional field, and small files feel the cost.
+    etag: EntityTag | None = None
+    last_modified: int | None = None
+    if any(name in request_headers for name in _CONDITIONAL_FIELDS):
+        etag = parse_entity_tag(etag_value)
+        last_modified = parse_http_date(last_modified_value, now=now)
     validators.append(("accept-ranges", "bytes"))  # §14.3
 
     # §13.2.2 step 1: If-Match, strong comparison; "*" matches the existing file.
