@@ -151,6 +151,39 @@ class _FileSendingCycle:
         raise NotImplementedError
 
 
+class _SendfileProtocol:
+    """What both protocol classes add to uvicorn's: a sender for plain-TCP
+    connections, and the hook that turns each new cycle into a file-sending one."""
+
+    _zc_plain_cycle: type[Any]  # uvicorn's own cycle class
+    _zc_cycle_class: type[_FileSendingCycle]
+    _zc_sender: SocketSender | None = None
+    _zc_cycle: Any = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        sock = plain_socket(transport)
+        if sock is not None:
+            self._zc_sender = SocketSender(transport, sock)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)  # type: ignore[misc]
+        if self._zc_sender is not None:
+            self._zc_sender.wake()
+
+    # uvicorn assigns ``self.cycle`` right after building each cycle and
+    # before its task runs: the one moment to adopt it.
+    @property
+    def cycle(self) -> Any:
+        return self._zc_cycle
+
+    @cycle.setter
+    def cycle(self, cycle: Any) -> None:
+        if type(cycle) is self._zc_plain_cycle and self._zc_sender is not None:
+            _adopt(cycle, self._zc_cycle_class, self._zc_sender)
+        self._zc_cycle = cycle
+
+
 if TYPE_CHECKING or _HAS_HTTPTOOLS:
 
     class _HttpToolsCycle(_FileSendingCycle, httptools_impl.RequestResponseCycle):
@@ -170,34 +203,13 @@ if TYPE_CHECKING or _HAS_HTTPTOOLS:
             self.expected_content_length -= count
             await self._zc_sender.send(span)
 
-    class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
+    class HttpToolsProtocol(  # type: ignore[misc]
+        _SendfileProtocol, httptools_impl.HttpToolsProtocol
+    ):
         """uvicorn's httptools protocol plus zerocopysend and pathsend."""
 
-        _zc_sender: SocketSender | None = None
-        _zc_cycle: httptools_impl.RequestResponseCycle | None = None
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            sock = plain_socket(transport)
-            if sock is not None:
-                self._zc_sender = SocketSender(transport, sock)
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            super().connection_lost(exc)
-            if self._zc_sender is not None:
-                self._zc_sender.wake()
-
-        # uvicorn assigns ``self.cycle`` right after building each cycle and
-        # before its task runs: the one moment to adopt it.
-        @property
-        def cycle(self) -> httptools_impl.RequestResponseCycle:
-            return self._zc_cycle  # type: ignore[return-value]
-
-        @cycle.setter
-        def cycle(self, cycle: httptools_impl.RequestResponseCycle | None) -> None:
-            if type(cycle) is httptools_impl.RequestResponseCycle and self._zc_sender is not None:
-                _adopt(cycle, _HttpToolsCycle, self._zc_sender)
-            self._zc_cycle = cycle
+        _zc_plain_cycle = httptools_impl.RequestResponseCycle
+        _zc_cycle_class = _HttpToolsCycle
 
 
 class _H11Cycle(_FileSendingCycle, h11_impl.RequestResponseCycle):
@@ -221,32 +233,11 @@ class _H11Cycle(_FileSendingCycle, h11_impl.RequestResponseCycle):
         super()._abandon()
 
 
-class H11Protocol(h11_impl.H11Protocol):
+class H11Protocol(_SendfileProtocol, h11_impl.H11Protocol):  # type: ignore[misc]
     """uvicorn's h11 protocol plus zerocopysend and pathsend."""
 
-    _zc_sender: SocketSender | None = None
-    _zc_cycle: h11_impl.RequestResponseCycle | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        sock = plain_socket(transport)
-        if sock is not None:
-            self._zc_sender = SocketSender(transport, sock)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        if self._zc_sender is not None:
-            self._zc_sender.wake()
-
-    @property
-    def cycle(self) -> h11_impl.RequestResponseCycle:
-        return self._zc_cycle  # type: ignore[return-value]
-
-    @cycle.setter
-    def cycle(self, cycle: h11_impl.RequestResponseCycle | None) -> None:
-        if type(cycle) is h11_impl.RequestResponseCycle and self._zc_sender is not None:
-            _adopt(cycle, _H11Cycle, self._zc_sender)
-        self._zc_cycle = cycle
+    _zc_plain_cycle = h11_impl.RequestResponseCycle
+    _zc_cycle_class = _H11Cycle
 
 
 def _adopt(cycle: Any, cls: type[_FileSendingCycle], sender: SocketSender) -> None:
