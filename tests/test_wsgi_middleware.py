@@ -3,8 +3,10 @@ every plan kind and every PEP 3333 point, and the Flask and Django test clients.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import socket
 import sys
 import wsgiref.util
 from collections.abc import Callable, Iterable, Iterator
@@ -17,6 +19,7 @@ from gunicorn.http.wsgi import FileWrapper as GunicornFileWrapper
 
 from zcmiddleware import ZeroCopyWSGIMiddleware
 from zcmiddleware._files import FileChangedError
+from zcmiddleware._wsgi import _SlicedFile
 
 SIZE = 100_000
 Environ = dict[str, Any]
@@ -574,3 +577,33 @@ def test_django_test_client_keeps_working(tmp_path: Path, data: bytes) -> None:
             assert (r.status_code, r.headers["Content-Length"]) == (200, str(SIZE))
     finally:
         del os.environ["ZC_DATA_DIR"]
+
+
+@pytest.mark.parametrize("sendfile_works", [True, False], ids=["sendfile", "seek-and-read"])
+def test_sliced_file_through_socket_sendfile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sendfile_works: bool
+) -> None:
+    # gunicorn passes the file-like to socket.sendfile(file, offset, count). When
+    # os.sendfile fails before sending anything (a client that just went away, a file
+    # system without sendfile) the standard library falls back to seek + read on it.
+    data = os.urandom(100_000)
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    closed: list[int] = []
+    sliced = _SlicedFile(fd, 1000, 5000, 4096, lambda: (closed.append(fd), os.close(fd)))
+    if not sendfile_works:
+
+        def no_sendfile(*args: object) -> int:
+            raise OSError(errno.EINVAL, "sendfile not supported here")
+
+        monkeypatch.setattr(os, "sendfile", no_sendfile)
+    a, b = socket.socketpair()
+    with a, b:
+        assert a.sendfile(sliced, offset=1000, count=5000) == 5000  # type: ignore[arg-type]
+        received = b""
+        while len(received) < 5000:
+            received += b.recv(5000 - len(received))
+    assert received == data[1000:6000]
+    sliced.close()
+    assert closed == [fd]

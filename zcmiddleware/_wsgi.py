@@ -194,6 +194,19 @@ class _SlicedFile:
     def fileno(self) -> int:
         return self._fd
 
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        # gunicorn hands this object to ``socket.sendfile``, which falls back to
+        # seek + read when os.sendfile fails before sending anything (a client that
+        # has just gone away, a file system without sendfile): positions are absolute
+        # file offsets, as for the descriptor itself.
+        if whence != os.SEEK_SET:
+            raise OSError(f"seek whence={whence} is not supported")
+        self._pos = offset
+        return offset
+
+    def tell(self) -> int:
+        return self._pos
+
     def read(self, size: int = -1) -> bytes:
         n = min(self._end - self._pos, self._chunk_size if size < 0 else size)
         if n <= 0:
