@@ -44,6 +44,8 @@ class Config:
     smoke: bool = False
     #: Seconds to wait for the server to answer.
     ready_timeout: float = 30.0
+    #: Part of the full run (variants for investigation run only with --only).
+    default: bool = True
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,45 @@ CONFIGS: tuple[Config, ...] = (
         ),
         executables=("nginx",),
         files=(("nginx.conf", NGINX_CONF),),
+    ),
+    # nginx variants, not in the default run: how much the reference depends on
+    # its TCP settings on loopback (see docs/benchmarks.md).
+    Config(
+        name="nginx-nopush-off",
+        label="nginx, sendfile on, tcp_nopush off",
+        argv=(
+            "{nginx}",
+            "-p",
+            "{workdir}",
+            "-e",
+            "{workdir}/error.log",
+            "-c",
+            "{workdir}/nginx.conf",
+        ),
+        executables=("nginx",),
+        files=(("nginx.conf", NGINX_CONF.replace("tcp_nopush on;", "tcp_nopush off;")),),
+        default=False,
+    ),
+    Config(
+        name="nginx-sendfile-off",
+        label="nginx, sendfile off (read + write, 2 x 256 KiB buffers)",
+        argv=(
+            "{nginx}",
+            "-p",
+            "{workdir}",
+            "-e",
+            "{workdir}/error.log",
+            "-c",
+            "{workdir}/nginx.conf",
+        ),
+        executables=("nginx",),
+        files=(
+            (
+                "nginx.conf",
+                NGINX_CONF.replace("sendfile on;", "sendfile off; output_buffers 2 256k;"),
+            ),
+        ),
+        default=False,
     ),
     Config(
         name="starlette-uvicorn",
@@ -422,18 +463,22 @@ class Selection:
 
 
 def select(only: list[str] | None, scenarios: list[str] | None, smoke: bool) -> Selection:
-    """Configurations and scenarios to run. ``only`` entries match a config
-    name exactly or as a substring; ``smoke`` picks the smoke configs unless
-    ``only`` is given."""
+    """Configurations and scenarios to run. An ``only`` entry matches a config
+    name exactly, or else as a substring of the default configs' names;
+    ``smoke`` picks the smoke configs unless ``only`` is given."""
     if only:
-        configs = [c for c in CONFIGS if any(o == c.name or o in c.name for o in only)]
-        unknown = [o for o in only if not any(o == c.name or o in c.name for c in CONFIGS)]
-        if unknown:
-            raise SystemExit(f"unknown configuration(s): {', '.join(unknown)}")
+        names: set[str] = set()
+        for o in only:
+            exact = [c.name for c in CONFIGS if c.name == o]
+            matched = exact or [c.name for c in CONFIGS if o in c.name and c.default]
+            if not matched:
+                raise SystemExit(f"unknown configuration: {o}")
+            names.update(matched)
+        configs = [c for c in CONFIGS if c.name in names]
     elif smoke:
         configs = [c for c in CONFIGS if c.smoke]
     else:
-        configs = list(CONFIGS)
+        configs = [c for c in CONFIGS if c.default]
     chosen = [s for s in SCENARIOS if not scenarios or s.name in scenarios]
     if scenarios and len(chosen) != len(scenarios):
         raise SystemExit(f"unknown scenario in {scenarios}; known: {[s.name for s in SCENARIOS]}")

@@ -637,6 +637,14 @@ class LoadResult:
             # None rather than infinity: JSON has no infinity.
             cpu_s_per_gb=round(self.cpu_s_per_gb, 4) if self.bytes else None,
             cpu_us_per_req=round(self.cpu_us_per_req, 1) if self.requests else None,
+            # Everything both cores did (server, wrk, softirq, anything else), per GB:
+            # on loopback the receive path runs partly in the sender's context, partly
+            # in the reader's, so this is the split-independent view.
+            machine_cpu_s_per_gb=(
+                round(sum(self.core_busy) * self.wall_s / (self.bytes / 1e9), 4)
+                if self.bytes
+                else None
+            ),
             server_cpu_util=round(self.server_cpu_s / self.wall_s, 3),
             client_cpu_util=round(self.client_cpu_s / self.wall_s, 3),
         )

@@ -89,6 +89,7 @@ _COLUMNS = (
     ("MB/s", "mb_per_s", ".0f"),
     ("req/s", "req_per_s", ".0f"),
     ("CPU s/GB", "cpu_s_per_gb", ".2f"),
+    ("2-core s/GB", "machine_cpu_s_per_gb", ".2f"),
     ("CPU µs/req", "cpu_us_per_req", ".0f"),
     ("×nginx", "x_nginx", ".2f"),
     ("×plain", "x_plain", ".2f"),

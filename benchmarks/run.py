@@ -74,7 +74,8 @@ def list_all(files_dir: Path) -> None:
     print("configurations:")
     for c in CONFIGS:
         why = h.check_available(c, env)
-        print(f"  {c.name:32} {'available' if why is None else 'unavailable: ' + why}")
+        state = "available" if why is None else f"unavailable: {why}"
+        print(f"  {c.name:32} {state}{'' if c.default else ' (only with --only)'}")
     print("scenarios:")
     for s in SCENARIOS:
         print(f"  {s.name:16} {s.label}")
