@@ -2,8 +2,9 @@
 ``os.fstat`` run inline instead of in a worker thread.
 
 The middleware checks the file's size after each zero-copy send through
-``anyio.to_thread.run_sync(os.fstat, fd)``; an ``fstat`` of an open descriptor
-never waits for a disk, so this measures what that thread hop costs.
+``anyio.to_thread.run_sync(os.fstat, fd)``. On a local filesystem an ``fstat``
+of an open descriptor reads the in-memory inode and does not block (on NFS it
+may revalidate attributes over the network); this measures what the hop costs.
 """
 
 from __future__ import annotations
