@@ -20,7 +20,7 @@ from apps.asgi_app import DEBUG_HEADER, create_app, wrap
 from apps.asgi_support import parse_byteranges
 
 from zcmiddleware import ZeroCopyMiddleware
-from zcmiddleware._files import FileChangedError, NotARegularFileError
+from zcmiddleware._files import ABORTS_SHORT_FILES, FileChangedError, NotARegularFileError
 
 Message = MutableMapping[str, Any]
 
@@ -569,6 +569,32 @@ async def test_file_shrinking_during_zerocopysend_aborts(directory: Path) -> Non
     assert server.types == ["http.response.start", ZEROCOPYSEND]  # the final body never went
     assert len(server.body) == 5000
     assert open_fds() == before
+
+
+async def test_server_that_aborts_short_files_is_trusted_with_the_check(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # zcmiddleware.uvicorn aborts a connection whose file ends early and says so in
+    # its extension dict: the middleware then spends no fstat (a thread hop) per slice.
+    fstats: list[int] = []
+    real_fstat = os.fstat
+
+    def counting_fstat(fd: int) -> os.stat_result:
+        fstats.append(fd)
+        return real_fstat(fd)
+
+    for declared, expected_checks in ((False, 1), (True, 0)):
+        extensions = {ZEROCOPYSEND: {ABORTS_SHORT_FILES: True} if declared else {}}
+        server = Server(extensions)
+        app = wrap(str(directory))
+        scope = server.scope("GET", "/download", [("range", "bytes=10-19")])
+        monkeypatch.setattr(os, "fstat", counting_fstat)
+        fstats.clear()
+        await app(scope, server.receive, server.send)
+        monkeypatch.undo()
+        assert server.types[-1] == "http.response.body" and len(server.body) == 10
+        # One fstat opens the file (facts); any more is the after-send check.
+        assert len(fstats) == 1 + expected_checks, declared
 
 
 async def test_debug_log_names_the_path(

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, BinaryIO, Literal
 
 import anyio
 import anyio.to_thread
 
 from ._files import (
+    ABORTS_SHORT_FILES,
     DEFAULT_CHUNK_SIZE,
     FileChangedError,
     SendfileRootError,
@@ -347,7 +348,12 @@ class _Responder:
     async def _send_body(
         self, file: BinaryIO, segments: Sequence[Segment], delivery: Delivery
     ) -> None:
-        send_body = self._send_zerocopy if delivery == "zerocopysend" else self._send_fallback
+        if delivery == "zerocopysend":
+            # A few messages, no reads in Python: after a disconnect the server drops
+            # them (or raises), so there is nothing to stop early.
+            await self._send_zerocopy(file, segments)
+            return
+        send_body = self._send_fallback
         if _spec_version(self.scope) >= (2, 4):
             # Servers of spec 2.4+ raise OSError from send once the client is gone.
             await send_body(file, segments)
@@ -355,6 +361,7 @@ class _Responder:
         # Older servers may go on accepting (and dropping) the body after a disconnect,
         # so the file would be read to the end for nobody: listen for http.disconnect,
         # as Starlette's FileResponse does. The app is inside our send, not receiving.
+        # Only the fallback needs this: its reads are what a watcher saves.
         error: Exception | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._watch_disconnect, tg.cancel_scope)
@@ -376,6 +383,8 @@ class _Responder:
         scope.cancel()
 
     async def _send_zerocopy(self, file: BinaryIO, segments: Sequence[Segment]) -> None:
+        extension = self.server_extensions.get(ZEROCOPYSEND)
+        server_checks = isinstance(extension, Mapping) and extension.get(ABORTS_SHORT_FILES) is True
         for i, segment in enumerate(segments):
             if isinstance(segment, bytes):
                 # Literal bytes (multipart framing) are never short: the closing
@@ -400,7 +409,10 @@ class _Responder:
             )
             # sendfile(2) stops short at end of file and the server may not notice: a
             # file that shrank would complete the response short. Check before the
-            # final message, and abort instead (HTTP.md "The file itself").
+            # final message, and abort instead (HTTP.md "The file itself") -- unless
+            # the server says it aborts such a response itself.
+            if server_checks:
+                continue
             size = (await anyio.to_thread.run_sync(os.fstat, file.fileno())).st_size
             end = segment.offset + segment.count
             if size < end:

@@ -14,6 +14,7 @@ from typing import BinaryIO
 from ._http import FileFacts, FileSlice, Segment
 
 __all__ = [
+    "ABORTS_SHORT_FILES",
     "DEFAULT_CHUNK_SIZE",
     "FileChangedError",
     "NotARegularFileError",
@@ -27,6 +28,14 @@ __all__ = [
 
 #: Bytes per read on the fallback path. See docs/asgi.md for the measurement.
 DEFAULT_CHUNK_SIZE = 256 * 1024
+
+
+#: A key a server may put in its ``http.response.zerocopysend`` extension dict (value
+#: True) to say that it aborts the connection itself when a file ends before ``count``
+#: bytes were sent, as ``zcmiddleware.uvicorn`` does. The ASGI middleware then skips
+#: its own after-send ``fstat`` (a worker-thread hop per file slice). Servers without
+#: it (anycorn completes such a response short) keep the check.
+ABORTS_SHORT_FILES = "zcmiddleware.aborts_short_files"
 
 
 class NotARegularFileError(OSError):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import uvicorn
 
+from zcmiddleware._files import ABORTS_SHORT_FILES
 from zcmiddleware._uvicorn_sendfile import (
     EXTENSIONS,
     FileSpan,
@@ -248,6 +249,8 @@ def _adopt(cycle: Any, cls: type[_FileSendingCycle], sender: SocketSender) -> No
     extensions = cycle.scope.setdefault("extensions", {})
     for name in EXTENSIONS:
         extensions[name] = {}
+    # sendfile meeting the end of the file early aborts the connection (ShortFile).
+    extensions[_ZEROCOPYSEND][ABORTS_SHORT_FILES] = True
 
 
 AutoHTTPProtocol: type[asyncio.Protocol] = HttpToolsProtocol if _HAS_HTTPTOOLS else H11Protocol

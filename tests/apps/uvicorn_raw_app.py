@@ -75,8 +75,7 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     if path == "/stats":
         await _json(send, {**STATS, "pid": os.getpid()}, scope)
     elif path == "/ext":
-        extensions = scope.get("extensions")
-        await _json(send, None if extensions is None else sorted(extensions), scope)
+        await _json(send, scope.get("extensions"), scope)
     elif path == "/auto":
         await _auto(scope, send, query["file"][0])
     elif path == "/plan":
