@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+import time
 from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,12 @@ from apps.asgi_app import DEBUG_HEADER, create_app, wrap
 from apps.asgi_support import parse_byteranges
 
 from zcmiddleware import ZeroCopyMiddleware
-from zcmiddleware._files import ABORTS_SHORT_FILES, FileChangedError, NotARegularFileError
+from zcmiddleware._files import (
+    ABORTS_SHORT_FILES,
+    FileChangedError,
+    NotARegularFileError,
+    open_file,
+)
 
 Message = MutableMapping[str, Any]
 
@@ -515,6 +522,34 @@ async def test_send_failing_ends_quietly_and_closes_the_file(
     await request(wrap(str(directory), chunk_size=4096), server)
     assert len(server.messages) == fail_send_after
     assert all(f.closed for f in server.files)
+    assert open_fds() == before
+
+
+async def test_cancelled_while_opening_leaks_no_descriptor(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A request cancelled (client gone, server shutting down) while the worker thread
+    # is still opening the file: what the thread opened is closed, not abandoned.
+    import zcmiddleware._asgi as asgi_module
+
+    opened = threading.Event()
+
+    def slow_open(path: str) -> Any:
+        result = open_file(path)
+        opened.set()
+        time.sleep(0.2)
+        return result
+
+    monkeypatch.setattr(asgi_module, "open_file", slow_open)
+    before = open_fds()
+    server = Server(CAPABILITIES["zerocopysend"])
+    with anyio.move_on_after(0.05):
+        await wrap(str(directory))(server.scope("GET", "/download"), server.receive, server.send)
+    assert await anyio.to_thread.run_sync(opened.wait, 5)
+    for _ in range(250):  # the thread sleeps 0.2 s after opening; bounded wait
+        if open_fds() == before:
+            break
+        await anyio.sleep(0.02)
     assert open_fds() == before
 
 
