@@ -125,6 +125,11 @@ class _FileSendingCycle:
             if self.disconnected:
                 return
             advance_position(span)
+        if self.transport.is_closing():
+            # Closed under us (a reset seen by the loop) before connection_lost ran:
+            # uvloop refuses every write now, uvicorn's empty final body included.
+            self.disconnected = True
+            return
         await self._uvicorn_send(
             {"type": "http.response.body", "body": b"", "more_body": more_body}
         )
