@@ -286,30 +286,6 @@ CONFIGS: tuple[Config, ...] = (
         baseline="starlette-uvicorn",
         smoke=True,
     ),
-    # Experiments, not in the default run: what the middleware's per-request
-    # disconnect watcher and its post-send fstat thread hop cost (docs/benchmarks.md).
-    *(
-        Config(
-            name=f"starlette-zc-zcuvicorn-uvloop-{suffix}",
-            label=f"Starlette + ZeroCopyMiddleware, zcmiddleware.uvicorn, uvloop: {what}",
-            argv=(
-                *_UVICORN,
-                *_UVICORN_QUIET,
-                "--http",
-                _ZC_HTTP,
-                "--loop",
-                "uvloop",
-                f"benchmarks.apps.{module}:app",
-            ),
-            requires=("zcmiddleware.uvicorn:AutoHTTPProtocol", f"benchmarks.apps.{module}"),
-            baseline="starlette-uvicorn",
-            default=False,
-        )
-        for suffix, module, what in (
-            ("spec24", "starlette_zc_spec24", "experiment, no disconnect watcher"),
-            ("spec24-fstat", "starlette_zc_spec24_fstat", "experiment, no watcher, fstat inline"),
-        )
-    ),
     Config(
         name="starlette-granian",
         label="Starlette FileResponse, granian (pathsend)",
