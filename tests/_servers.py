@@ -122,6 +122,21 @@ def run_server(
         log_path.unlink(missing_ok=True)
 
 
+def run_example_demo(script: str) -> str:
+    """Run ``python examples/<script> --demo`` as the README says; its stdout, or an
+    AssertionError with everything it printed."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT_DIR / "examples" / script), "--demo"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT_DIR)},
+        cwd=ROOT_DIR,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
 def python(*args: str) -> list[str]:
     """argv that runs this interpreter (the test venv's) with ``args``."""
     return [sys.executable, *args]

@@ -4,29 +4,19 @@ from __future__ import annotations
 
 import http.client
 import os
-import subprocess
 import sys
 import tempfile
 
 import pytest
-from _servers import HOST, ROOT_DIR, free_port, run_server
+from _servers import HOST, ROOT_DIR, free_port, run_example_demo, run_server
 
 pytestmark = pytest.mark.integration
 
 
 def test_flask_example_demo() -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT_DIR)}
-    result = subprocess.run(
-        [sys.executable, str(ROOT_DIR / "examples" / "flask_app.py"), "--demo"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        cwd=ROOT_DIR,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    statuses = [line.split("->")[1].split(",")[0].strip() for line in result.stdout.splitlines()]
-    assert statuses == ["200", "206", "206"], result.stdout
+    output = run_example_demo("flask_app.py")
+    statuses = [line.split("->")[1].split(",")[0].strip() for line in output.splitlines()]
+    assert statuses == ["200", "206", "206"], output
 
 
 def test_django_example_answers_a_range() -> None:
