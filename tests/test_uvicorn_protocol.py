@@ -265,16 +265,6 @@ SINGLE_SPANS = [
 ]
 
 
-@pytest.mark.parametrize("parts", SINGLE_SPANS)
-@pytest.mark.parametrize("framing", ["content-length", "chunked"])
-def test_spans_exact_bytes(
-    client: httpx.Client, server: Server, files: Path, parts: list[Any], framing: str
-) -> None:
-    content_length = "auto" if framing == "content-length" else None
-    plan = {"file": "medium.bin", "content_length": content_length, "parts": parts}
-    check_plan(client, server, files, plan)
-
-
 MIXED = [
     # body first, file last
     pytest.param([["body", 10, 1], ["zc", 5, 1000, None]], id="body-then-file"),
@@ -290,9 +280,10 @@ MIXED = [
 ]
 
 
-@pytest.mark.parametrize("parts", MIXED)
+# Single spans, and body messages interleaved with file messages, under both framings.
+@pytest.mark.parametrize("parts", [*SINGLE_SPANS, *MIXED])
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
-def test_body_and_file_messages_interleave(
+def test_message_sequences_exact_bytes(
     client: httpx.Client, server: Server, files: Path, parts: list[Any], framing: str
 ) -> None:
     content_length = "auto" if framing == "content-length" else None
