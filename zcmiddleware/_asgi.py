@@ -159,17 +159,7 @@ class ZeroCopyMiddleware:
             # pathsend (Starlette's FileResponse names no path for HEAD). The body of
             # anything else is dropped on the way out.
             app_scope["method"] = "GET"
-        # Without handling, the app saw Range and the validators and chose to send the
-        # whole file: the planner is given no request headers to act on.
-        request_headers = (
-            header_map(
-                (name.decode("latin-1"), value.decode("latin-1"))
-                for name, value in scope["headers"]
-            )
-            if handles
-            else {}
-        )
-        responder = _Responder(self, scope, receive, send, request_headers, server_extensions)
+        responder = _Responder(self, scope, receive, send, handles, server_extensions)
         await self.app(app_scope, receive, responder.send)
         await responder.finish()
 
@@ -184,14 +174,14 @@ class _Responder:
         scope: Scope,
         receive: Receive,
         send: Send,
-        request_headers: dict[str, str],
+        handles: bool,
         server_extensions: MutableMapping[str, Any],
     ) -> None:
         self.mw = middleware
         self.scope = scope
         self.receive = receive
         self.server_send = send
-        self.request_headers = request_headers
+        self.handles = handles
         self.server_extensions = server_extensions
         self.method: str = scope["method"]
         self.start: Message | None = None
@@ -308,7 +298,7 @@ class _Responder:
             if name.lower() not in (self.mw.sendfile_header, self.mw.debug_header)
         ]
         plan = plan_response(
-            self.method, self.request_headers, start.get("status", 200), facts, app_headers
+            self.method, self._request_headers(), start.get("status", 200), facts, app_headers
         )
         delivery = self._choose(plan, facts)
         headers = [
@@ -336,6 +326,17 @@ class _Responder:
                 await self._send_body(file, plan.segments, delivery)
         except _Disconnected:
             logger.debug("client disconnected during %s %s", self.method, self.scope.get("path"))
+
+    def _request_headers(self) -> dict[str, str]:
+        # Decoded only for a file response, the one place they are read. Without
+        # handling, the app saw Range and the validators and chose to send the whole
+        # file: the planner is given no request headers to act on.
+        if not self.handles:
+            return {}
+        return header_map(
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in self.scope["headers"]
+        )
 
     def _choose(self, plan: Plan, facts: FileFacts) -> Delivery:
         if not plan.segments:
