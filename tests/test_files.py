@@ -12,6 +12,7 @@ from zcmiddleware._files import (
     FileChangedError,
     NotARegularFileError,
     SendfileRootError,
+    check_size,
     facts_of,
     iter_segments,
     open_file,
@@ -179,3 +180,13 @@ def test_open_file_closes_the_descriptor_when_fstat_fails(
     with pytest.raises(OSError, match="fstat failed"):
         open_file(data_file)
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_check_size(data_file: Path) -> None:
+    file, _ = open_file(data_file)
+    with file:
+        check_size(file.fileno(), len(DATA))  # the whole file is still there
+        os.truncate(data_file, 100)
+        check_size(file.fileno(), 100)
+        with pytest.raises(FileChangedError, match="file is 100 bytes, .* up to 101"):
+            check_size(file.fileno(), 101)

@@ -29,8 +29,8 @@ import anyio.to_thread
 from ._files import (
     ABORTS_SHORT_FILES,
     DEFAULT_CHUNK_SIZE,
-    FileChangedError,
     SendfileRootError,
+    check_size,
     open_file,
     read_exactly,
     resolve_in_roots,
@@ -416,13 +416,7 @@ class _Responder:
             # the server says it aborts such a response itself.
             if server_checks:
                 continue
-            size = (await _off_loop(os.fstat, file.fileno())).st_size
-            end = segment.offset + segment.count
-            if size < end:
-                raise FileChangedError(
-                    f"file is {size} bytes, the response announced bytes up to {end}: "
-                    "it shrank while being sent"
-                )
+            await _off_loop(check_size, file.fileno(), segment.offset + segment.count)
         await self._send_to_server({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _send_fallback(self, file: BinaryIO, segments: Sequence[Segment]) -> None:

@@ -17,6 +17,7 @@ __all__ = [
     "ABORTS_SHORT_FILES",
     "DEFAULT_CHUNK_SIZE",
     "FileChangedError",
+    "check_size",
     "NotARegularFileError",
     "SendfileRootError",
     "facts_of",
@@ -88,6 +89,20 @@ def resolve_in_roots(path: str, roots: Sequence[str | os.PathLike[str]]) -> str:
         if os.path.commonpath([real, real_root]) == real_root:
             return real
     raise SendfileRootError(f"{path!r} is outside the configured sendfile roots")
+
+
+def check_size(fd: int, end: int) -> None:
+    """:class:`FileChangedError` unless the file still reaches byte ``end``.
+
+    For bytes sent by ``sendfile(2)``, which stops quietly at the end of a file that
+    shrank: checked after the send, before the response is completed.
+    """
+    size = os.fstat(fd).st_size
+    if size < end:
+        raise FileChangedError(
+            f"file is {size} bytes, the response announced bytes up to {end}: "
+            "it shrank while being sent"
+        )
 
 
 def read_exactly(fd: int, offset: int, count: int) -> bytes:

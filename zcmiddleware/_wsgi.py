@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Protocol
 from ._files import (
     DEFAULT_CHUNK_SIZE,
     FileChangedError,
+    check_size,
     facts_of,
     iter_segments,
     open_file,
@@ -219,17 +220,17 @@ class _SlicedFile:
         closer, self._closer = self._closer, None
         if closer is None:
             return
+        error: FileChangedError | None = None
         try:
-            shrank = os.fstat(self._fd).st_size < self._end
+            check_size(self._fd, self._end)
+        except FileChangedError as exc:
+            error = exc
         except OSError:
-            shrank = False
+            pass  # the descriptor is unusable: there is nothing to check against
         finally:
             closer()
-        if shrank:
-            raise FileChangedError(
-                f"file ended before byte {self._end} of a response that announced it: "
-                "it shrank while being sent"
-            )
+        if error is not None:
+            raise error
 
 
 def _gunicorn_wrapper(environ: WSGIEnvironment) -> type | None:
@@ -270,11 +271,7 @@ def _uwsgi_body(
     Nothing tells us a shrunken file ended early, so the size is checked afterwards.
     """
     sendfile(os.dup(fd), 0, offset, count)
-    if os.fstat(fd).st_size < offset + count:
-        raise FileChangedError(
-            f"file ended before byte {offset + count} of a response that announced it: "
-            "it shrank while being sent"
-        )
+    check_size(fd, offset + count)
     yield from ()
 
 
