@@ -639,3 +639,23 @@ def test_unsupported_uvicorn_version_is_an_import_error(version: str) -> None:
     assert result.returncode == 0, result.stderr + result.stdout
     assert f"uvicorn {version} is installed" in result.stdout
     assert ">=0.36,<0.55" in result.stdout
+
+
+# --- pathsend of something that is not a regular file ---------------------------
+
+
+def test_pathsend_of_a_fifo_is_refused_without_hanging(tmp_path: Path) -> None:
+    # A blocking open of a FIFO with no writer would hold a worker thread forever.
+    from zcmiddleware._files import NotARegularFileError
+    from zcmiddleware._uvicorn_sendfile import open_path
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    before = len(os.listdir("/proc/self/fd"))
+
+    async def attempt() -> None:
+        with pytest.raises(NotARegularFileError, match="is not a regular file"):
+            await asyncio.wait_for(open_path(str(fifo)), timeout=5)
+
+    asyncio.run(attempt())
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -22,6 +22,7 @@ __all__ = [
     "SendfileRootError",
     "facts_of",
     "iter_segments",
+    "open_fd",
     "open_file",
     "read_exactly",
     "resolve_in_roots",
@@ -62,7 +63,7 @@ def facts_of(fd: int) -> FileFacts:
     return FileFacts(size=st.st_size, mtime_ns=st.st_mtime_ns)
 
 
-def open_file(path: str | os.PathLike[str]) -> tuple[BinaryIO, FileFacts]:
+def open_fd(path: str | os.PathLike[str]) -> tuple[int, FileFacts]:
     """Open ``path`` for reading and ``fstat`` the descriptor that will be sent.
 
     ``O_NONBLOCK`` keeps a FIFO from blocking the open; it is refused right after by
@@ -77,6 +78,12 @@ def open_file(path: str | os.PathLike[str]) -> tuple[BinaryIO, FileFacts]:
     except BaseException:
         os.close(fd)
         raise
+    return fd, facts
+
+
+def open_file(path: str | os.PathLike[str]) -> tuple[BinaryIO, FileFacts]:
+    """:func:`open_fd`, as an unbuffered file object."""
+    fd, facts = open_fd(path)
     return os.fdopen(fd, "rb", buffering=0), facts
 
 

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import stat
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from zcmiddleware._files import open_fd
 
 __all__ = [
     "EXTENSIONS",
@@ -152,15 +153,9 @@ def span_from_zerocopysend(message: Any) -> FileSpan:
 
 
 def _open_whole_file(path: str) -> FileSpan:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError(f"pathsend {path!r} is not a regular file")
-    except BaseException:
-        os.close(fd)
-        raise
-    return FileSpan(fd=fd, offset=0, count=st.st_size, owned=True)
+    # The one open-and-fstat of the project: a FIFO is refused, never waited on.
+    fd, facts = open_fd(path)
+    return FileSpan(fd=fd, offset=0, count=facts.size, owned=True)
 
 
 async def open_path(path: Any) -> FileSpan:
