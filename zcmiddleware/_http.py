@@ -22,7 +22,11 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeAlias, Union
 
 __all__ = [
+    "BODILESS_STATUSES",
+    "CONDITIONAL_FIELDS",
     "MAX_RANGES",
+    "RANGE_FIELDS",
+    "REQUEST_FIELDS",
     "EntityTag",
     "FileFacts",
     "FileSlice",
@@ -35,6 +39,9 @@ __all__ = [
     "parse_http_date",
     "parse_range",
     "plan_response",
+    "sends_no_file",
+    "choose_coding",
+    "variant_headers",
 ]
 
 #: More ranges than this in one request and the Range is ignored (DoS guard, as nginx/Go).
@@ -46,6 +53,28 @@ _MAX_DIGITS = 30
 _HUGE = 10**_MAX_DIGITS
 
 _OWS = " \t"
+
+#: The request fields the planner reads (lower-case names), in two groups. Both
+#: adapters read exactly these for the planner and hide from the app only what must
+#: be hidden for a framework to hand over a whole file (docs/http.md, "What the app
+#: sees"): the ``RANGE_FIELDS`` on GET/HEAD. Conditional fields stay visible, so a
+#: response that is not a file keeps the app's own 304 and 412.
+RANGE_FIELDS = ("range", "if-range")
+CONDITIONAL_FIELDS = ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since")
+REQUEST_FIELDS = RANGE_FIELDS + CONDITIONAL_FIELDS
+
+#: §15.2, §15.3.5, §15.4.5: these statuses never carry content, whatever the app
+#: attached to them: a file response with one of them goes out without the file.
+BODILESS_STATUSES = frozenset({*range(100, 200), 204, 304})
+# §15.5.13, §15.5.17: an app that answered 412 or 416 itself did not send the file.
+_NOT_THE_FILE = frozenset({412, 416})
+
+
+def sends_no_file(status: int) -> bool:
+    """Whether a file response with the app's ``status`` goes out without the file:
+    a bodiless status, or a 412/416 the app chose itself. Such a response is planned
+    without opening anything."""
+    return status in BODILESS_STATUSES or status in _NOT_THE_FILE
 
 
 @dataclass(frozen=True)
@@ -74,6 +103,7 @@ PlanKind = Literal[
     "precondition_failed",  # 412
     "unsatisfiable",  # 416
     "passthrough",  # the app's non-200 status, whole file, headers kept
+    "bodiless",  # the app's 1xx/204/304/412/416: its headers, no file bytes
 ]
 
 
@@ -240,10 +270,12 @@ def _weak_match(a: EntityTag, b: EntityTag) -> bool:
     return a.opaque == b.opaque
 
 
-def make_etag(facts: FileFacts) -> str:
+def make_etag(facts: FileFacts, coding: str | None = None) -> str:
     """A strong ETag from size and mtime (ns): the same for the same file on every
-    worker and machine, since no inode or device number goes into it (§8.8.3)."""
-    return f'"{facts.mtime_ns:x}-{facts.size:x}"'
+    worker and machine, since no inode or device number goes into it (§8.8.3). A
+    precompressed variant's carries its coding too."""
+    suffix = f"-{coding}" if coding else ""
+    return f'"{facts.mtime_ns:x}-{facts.size:x}{suffix}"'
 
 
 # ---------------------------------------------------------------------------- Range
@@ -320,17 +352,83 @@ def _coalesce(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     return parts
 
 
+# ------------------------------------------------------------ content codings
+
+_QVALUE = re.compile(r"[ \t]*;[ \t]*[qQ][ \t]*=[ \t]*(0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)[ \t]*")
+_CODING = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _accepted_codings(value: str) -> dict[str, float]:
+    """Accept-Encoding as ``{coding: qvalue}`` (§12.5.3); malformed members are skipped."""
+    accepted: dict[str, float] = {}
+    for member in value.split(","):
+        member = member.strip(_OWS)
+        coding = _CODING.match(member)
+        if coding is None:
+            continue
+        rest = member[coding.end() :]
+        if not rest:
+            q = 1.0
+        elif (m := _QVALUE.fullmatch(rest)) is not None:
+            q = float(m.group(1))
+        else:
+            continue
+        accepted[coding.group().lower()] = q
+    return accepted
+
+
+def choose_coding(accept_encoding: str | None, offered: Sequence[str]) -> str | None:
+    """Which of the ``offered`` content codings (in the server's order of preference)
+    to send, or None for identity (§12.5.3).
+
+    The highest qvalue wins, ties go to the server's order, and a coding wins over
+    identity at equal q. ``*`` covers codings not named; ``q=0`` refuses. Without an
+    Accept-Encoding field identity is sent (the RFC allows any coding, but a client
+    that asks for nothing, such as curl, expects none). When the client refuses
+    identity and accepts nothing offered, identity is sent anyway (§12.5.3 allows it).
+    """
+    if accept_encoding is None or not offered:
+        return None
+    accepted = _accepted_codings(accept_encoding)
+    star = accepted.get("*")
+    identity_q = accepted.get("identity", 1.0 if star is None else star)
+    best, best_q = None, 0.0
+    for coding in offered:
+        q = accepted.get(coding, 0.0 if star is None else star)
+        if q > best_q:
+            best, best_q = coding, q
+    return best if best is not None and best_q >= identity_q else None
+
+
+def variant_headers(
+    response_headers: Sequence[tuple[str, str]], coding: str | None, facts: FileFacts
+) -> list[tuple[str, str]]:
+    """The app's headers for the variant of a file that is sent: ``Vary:
+    Accept-Encoding`` either way (the answer depends on it, §12.5.5); for a coded
+    variant also ``Content-Encoding`` and an ETag of its own -- a strong validator
+    names one representation, and the coded bytes are another (§8.8.3)."""
+    headers = [(n, v) for n, v in response_headers if n.lower() != "vary"]
+    vary = [v for n, v in response_headers if n.lower() == "vary"]
+    if not any("accept-encoding" in v.lower() or v.strip() == "*" for v in vary):
+        vary.append("Accept-Encoding")
+    headers.append(("vary", ", ".join(vary)))
+    if coding is None:
+        return headers
+    app_etag = next((v for n, v in headers if n.lower() == "etag"), None)
+    tag = parse_entity_tag(app_etag) if app_etag is not None else None
+    etag = str(EntityTag(f"{tag.opaque}-{coding}", tag.weak)) if tag else make_etag(facts, coding)
+    dropped = ("etag", "content-encoding", "content-length")
+    headers = [(n, v) for n, v in headers if n.lower() not in dropped]
+    return [*headers, ("content-encoding", coding), ("etag", etag)]
+
+
 # ----------------------------------------------------------------------- the planner
 
 # §15.4.5: what a 304 keeps is everything but the representation's content metadata.
 _CONTENT_HEADERS_KEPT_ON_304 = frozenset({"content-location"})
-_CONDITIONAL_FIELDS = (
-    "if-match",
-    "if-none-match",
-    "if-modified-since",
-    "if-unmodified-since",
-    "if-range",
-)
+# The fields that compare against the validators: only with one of them present are
+# the app's validators parsed.
+_COMPARED_FIELDS = (*CONDITIONAL_FIELDS, "if-range")
 _ALWAYS_DROPPED = frozenset({"content-length", "content-range", "transfer-encoding"})
 
 
@@ -352,21 +450,28 @@ def plan_response(
     facts: FileFacts,
     response_headers: Sequence[tuple[str, str]],
     *,
+    handle_ranges: bool = True,
     boundary: str | None = None,
     now: float | None = None,
 ) -> Plan:
     """Plan the answer to a request for a file.
 
     ``request_headers`` has lower-case names (see :func:`header_map`);
-    ``response_headers`` are the application's, as it would have sent them.
+    ``response_headers`` are the application's, as it would have sent them. With
+    ``handle_ranges`` off the app answers Range and preconditions itself: the request
+    fields are not looked at and no ``Accept-Ranges`` is promised on its behalf.
     """
     is_get = method == "GET"
     is_head = method == "HEAD"
     size = facts.size
+    if sends_no_file(status):
+        return _app_bodiless(status, response_headers)
     # Only a 200 from the app is a representation we may answer conditionally or in
     # part; any other status (404 page, 500 page, ...) goes out as the app chose.
     if status != 200:
         return _body_plan("passthrough", status, facts, (), [(0, size)], is_head, (), "")
+    if not handle_ranges:
+        request_headers = {}
 
     app = header_map(response_headers)
     validators: list[tuple[str, str]] = []
@@ -382,10 +487,11 @@ def plan_response(
     # with: most requests carry no conditional field, and small files feel the cost.
     etag: EntityTag | None = None
     last_modified: int | None = None
-    if any(name in request_headers for name in _CONDITIONAL_FIELDS):
+    if any(name in request_headers for name in _COMPARED_FIELDS):
         etag = parse_entity_tag(etag_value)
         last_modified = parse_http_date(last_modified_value, now=now)
-    validators.append(("accept-ranges", "bytes"))  # §14.3
+    if handle_ranges:
+        validators.append(("accept-ranges", "bytes"))  # §14.3
 
     # §13.2.2 step 1: If-Match, strong comparison; "*" matches the existing file.
     if_match = request_headers.get("if-match")
@@ -531,6 +637,16 @@ def _bodiless(
     if kind == "precondition_failed":
         drop |= {"etag", "last-modified", "accept-ranges"}
     return Plan(kind, status, tuple(headers), frozenset(drop), (), 0)
+
+
+def _app_bodiless(status: int, response_headers: Sequence[tuple[str, str]]) -> Plan:
+    # The app chose a status that sends no file (1xx, 204, 304) or said itself that the
+    # file is not sent (412, 416): its headers go out as it set them, with no body.
+    # §8.6: no Content-Length in a 1xx or 204; a 304's may stay (it describes the 200).
+    if status in _NOT_THE_FILE:
+        return Plan("bodiless", status, (("content-length", "0"),), _ALWAYS_DROPPED, (), 0)
+    drop = frozenset() if status == 304 else _ALWAYS_DROPPED
+    return Plan("bodiless", status, (), drop, (), None)
 
 
 def _not_modified(
