@@ -22,6 +22,7 @@ from _fakes import CAPABILITIES, PATHSEND, ZEROCOPYSEND, Message
 from _fakes import AsgiServer as Server
 from _multipart import parse_byteranges
 from apps.asgi_app import DEBUG_HEADER, create_app, wrap
+from conftest import open_fds
 
 from zcmiddleware import ABORTS_SHORT_FILES, ZeroCopyMiddleware
 from zcmiddleware._errors import FileShrankError, NotARegularFileError
@@ -409,10 +410,6 @@ def test_sendfile_header_requires_roots() -> None:
 
 
 # ----------------------------------------------------------- errors, disconnects, leaks
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 async def test_pathsend_of_a_directory_is_the_apps_error(tmp_path: Path) -> None:

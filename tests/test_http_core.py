@@ -1,6 +1,6 @@
-"""The planning core, row by row against ../shared/HTTP.md (RFC 9110).
+"""The planning core, row by row against docs/http.md (RFC 9110).
 
-Each group below is one section of HTTP.md; each row one line of it or an edge
+Each group below is one section of docs/http.md; each row one line of it or an edge
 case around it. Properties that must hold for any input are in
 test_http_properties.py.
 """

@@ -1,7 +1,7 @@
 """ZeroCopyWSGIMiddleware on real servers on 127.0.0.1: gunicorn (sync, gthread),
 waitress, Werkzeug's dev server and uWSGI, each with a Flask and a Django app.
 
-Exact bytes for every line of HTTP.md that a client can see, a 5 GiB sparse file
+Exact bytes for every line of docs/http.md that a client can see, a 5 GiB sparse file
 read past 2**32, a file that shrinks mid-send, and -- on gunicorn -- proof that the
 body went through ``sendfile(2)`` in the worker and through no read loop.
 """
@@ -106,7 +106,7 @@ def expected_path(server_name: str, end: int = 0) -> str:
     return "fallback"
 
 
-# ------------------------------------------------------------------ HTTP.md lines
+# ------------------------------------------------------------- docs/http.md lines
 
 
 def test_full(server: tuple[Server, str, str], data_dir: Path) -> None:

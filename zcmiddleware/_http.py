@@ -5,7 +5,7 @@ protocol classes) asks this module the same question -- given a request, the sta
 and headers the application chose, and the size and mtime of the file -- and gets
 back a :class:`Plan`: the final status, the headers to set and to drop, and an
 ordered list of segments, each a slice of the file or literal bytes (multipart
-framing). The policy is ``HTTP.md``; section numbers below are RFC 9110's.
+framing). The policy is docs/http.md; section numbers below are RFC 9110's.
 
 Ranges are half-open ``[start, stop)`` internally; ``- 1`` only happens when a
 ``Content-Range`` value is formatted.

@@ -190,10 +190,9 @@ def _uwsgi_body(
 ) -> Iterator[bytes]:
     """Send by ``uwsgi.sendfile(fd, chunk, pos, len)`` when the server iterates the body.
 
-    Measured on pyuwsgi 2.0.30: it sends the headers and then ``len`` bytes from
-    ``pos`` with sendfile(2) before it returns, and closes the descriptor it is given,
-    so it gets a duplicate and the app's file is closed by the app's ``close``.
-    (Its ``wsgi.file_wrapper``, by contrast, sends the whole file from byte 0.)
+    uWSGI sends the headers and then ``len`` bytes from ``pos`` with sendfile(2)
+    before it returns, and closes the descriptor it is given, so it gets a duplicate
+    and the app's file is closed by the app's ``close`` (docs/wsgi.md, "Servers").
     Nothing tells us a shrunken file ended early, so the size is checked afterwards.
     """
     sendfile(os.dup(fd), 0, offset, count)

@@ -1,7 +1,7 @@
 """A single-file Django project behind ZeroCopyWSGIMiddleware, for the WSGI tests.
 
 ``FileResponse`` has no Range support of its own; with the middleware it answers
-ranges, multipart ranges and conditional requests (``HTTP.md``).
+ranges, multipart ranges and conditional requests (docs/http.md).
 """
 
 from __future__ import annotations
