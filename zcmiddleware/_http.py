@@ -381,8 +381,9 @@ def choose_coding(accept_encoding: str | None, offered: Sequence[str]) -> str | 
     """Which of the ``offered`` content codings (in the server's order of preference)
     to send, or None for identity (§12.5.3).
 
-    The highest qvalue wins, ties go to the server's order, and a coding wins over
-    identity at equal q. ``*`` covers codings not named; ``q=0`` refuses. Without an
+    The highest qvalue wins and ties go to the server's order. Identity competes only
+    where the client weighs it (``identity;q=``, or ``*``), and loses a tie. ``*``
+    covers codings not named; ``q=0`` refuses. Without an
     Accept-Encoding field identity is sent (the RFC allows any coding, but a client
     that asks for nothing, such as curl, expects none). When the client refuses
     identity and accepts nothing offered, identity is sent anyway (§12.5.3 allows it).
@@ -391,7 +392,7 @@ def choose_coding(accept_encoding: str | None, offered: Sequence[str]) -> str | 
         return None
     accepted = _accepted_codings(accept_encoding)
     star = accepted.get("*")
-    identity_q = accepted.get("identity", 1.0 if star is None else star)
+    identity_q = accepted.get("identity", 0.0 if star is None else star)
     best, best_q = None, 0.0
     for coding in offered:
         q = accepted.get(coding, 0.0 if star is None else star)
@@ -461,39 +462,72 @@ def plan_response(
     ``handle_ranges`` off the app answers Range and preconditions itself: the request
     fields are not looked at and no ``Accept-Ranges`` is promised on its behalf.
     """
-    is_get = method == "GET"
     is_head = method == "HEAD"
-    size = facts.size
     if sends_no_file(status):
         return _app_bodiless(status, response_headers)
     # Only a 200 from the app is a representation we may answer conditionally or in
     # part; any other status (404 page, 500 page, ...) goes out as the app chose.
     if status != 200:
-        return _body_plan("passthrough", status, facts, (), [(0, size)], is_head, (), "")
+        return _body_plan("passthrough", status, facts, (), [(0, facts.size)], is_head, (), "")
     if not handle_ranges:
         request_headers = {}
 
     app = header_map(response_headers)
-    validators: list[tuple[str, str]] = []
+    known = _validators(app, facts, request_headers, handle_ranges, now)
+    failed = _preconditions(method, request_headers, known, response_headers, now)
+    if failed is not None:
+        return failed
+    content_type = app.get("content-type", "application/octet-stream")
+    return _range_plan(method, request_headers, facts, known, response_headers, content_type,
+                       boundary, now)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Known:
+    """The representation's validators: the headers to add, and their parsed values
+    (parsed only when the request has something to compare them with: most requests
+    carry no conditional field, and small files feel the cost)."""
+
+    headers: tuple[tuple[str, str], ...]
+    etag: EntityTag | None
+    last_modified: int | None
+
+
+def _validators(
+    app: Mapping[str, str],
+    facts: FileFacts,
+    request_headers: Mapping[str, str],
+    handle_ranges: bool,
+    now: float | None,
+) -> _Known:
+    added: list[tuple[str, str]] = []
     etag_value = app.get("etag")
     if etag_value is None:
         etag_value = make_etag(facts)
-        validators.append(("etag", etag_value))
+        added.append(("etag", etag_value))
     last_modified_value = app.get("last-modified")
     if last_modified_value is None:
         last_modified_value = format_http_date(facts.mtime_ns // 1_000_000_000)
-        validators.append(("last-modified", last_modified_value))
-    # The validators are parsed only when the request has something to compare them
-    # with: most requests carry no conditional field, and small files feel the cost.
-    etag: EntityTag | None = None
-    last_modified: int | None = None
-    if any(name in request_headers for name in _COMPARED_FIELDS):
-        etag = parse_entity_tag(etag_value)
-        last_modified = parse_http_date(last_modified_value, now=now)
+        added.append(("last-modified", last_modified_value))
     if handle_ranges:
-        validators.append(("accept-ranges", "bytes"))  # §14.3
+        added.append(("accept-ranges", "bytes"))  # §14.3
+    if not any(name in request_headers for name in _COMPARED_FIELDS):
+        return _Known(tuple(added), None, None)
+    etag = parse_entity_tag(etag_value)
+    return _Known(tuple(added), etag, parse_http_date(last_modified_value, now=now))
 
-    # §13.2.2 step 1: If-Match, strong comparison; "*" matches the existing file.
+
+def _preconditions(
+    method: str,
+    request_headers: Mapping[str, str],
+    known: _Known,
+    response_headers: Sequence[tuple[str, str]],
+    now: float | None,
+) -> Plan | None:
+    """§13.2.2 steps 1-4: the 412 or 304 they give, or None to go on."""
+    etag, last_modified = known.etag, known.last_modified
+    get_or_head = method in ("GET", "HEAD")
+    # Step 1: If-Match, strong comparison; "*" matches the existing file.
     if_match = request_headers.get("if-match")
     if if_match is not None:
         tags = parse_entity_tags(if_match)
@@ -515,29 +549,42 @@ def plan_response(
         if tags == "*" or (
             etag is not None and tags is not None and any(_weak_match(t, etag) for t in tags)
         ):
-            if is_get or is_head:
-                return _not_modified(response_headers, validators)
+            if get_or_head:
+                return _not_modified(response_headers, known.headers)
             # §13.1.2: for other methods a matching If-None-Match fails the request.
             return _bodiless("precondition_failed", 412, response_headers)
-    elif is_get or is_head:
+    elif get_or_head:
         # Step 4: If-Modified-Since, only for GET/HEAD and only without If-None-Match.
         ims = request_headers.get("if-modified-since")
         since = None if ims is None else parse_http_date(ims, now=now)
         if since is not None and last_modified is not None and last_modified <= since:
-            return _not_modified(response_headers, validators)
+            return _not_modified(response_headers, known.headers)
+    return None
 
+
+def _range_plan(
+    method: str,
+    request_headers: Mapping[str, str],
+    facts: FileFacts,
+    known: _Known,
+    response_headers: Sequence[tuple[str, str]],
+    content_type: str,
+    boundary: str | None,
+    now: float | None,
+) -> Plan:
+    """§13.2.2 steps 5-6: the whole file, one range, several, or 416."""
+    is_head, size, validators = method == "HEAD", facts.size, known.headers
     full = [(0, size)]
     range_value = request_headers.get("range")
     # §14.2: GET is the method Range is defined for; HEAD mirrors GET (same status and
     # headers, no body); every other method ignores it.
-    if range_value is None or not (is_get or is_head) or size == 0:
+    if range_value is None or method not in ("GET", "HEAD") or size == 0:
         # An empty file has no byte to range over: 200, like Go (never a 206 of nothing).
         return _body_plan("full", 200, facts, validators, full, is_head, (), "")
     # Step 5: If-Range that does not match -> the whole, current representation.
     if_range = request_headers.get("if-range")
-    if if_range is not None and not _if_range_matches(if_range, etag, last_modified, now):
+    if if_range is not None and not _if_range_matches(if_range, known, now):
         return _body_plan("full", 200, facts, validators, full, is_head, (), "")
-
     specs = parse_range(range_value)
     if specs is None or len(specs) > MAX_RANGES:
         return _body_plan("full", 200, facts, validators, full, is_head, (), "")
@@ -554,23 +601,12 @@ def plan_response(
         (start, stop) = parts[0]
         headers = (*validators, ("content-range", _content_range(start, stop, size)))
         return _body_plan("partial", 206, facts, headers, parts, is_head, tuple(parts), "")
-    content_type = app.get("content-type", "application/octet-stream")
-    return _body_plan(
-        "multipart",
-        206,
-        facts,
-        validators,
-        parts,
-        is_head,
-        tuple(parts),
-        boundary or _new_boundary(),
-        content_type,
-    )
+    return _body_plan("multipart", 206, facts, validators, parts, is_head, tuple(parts),
+                      boundary or _new_boundary(), content_type)  # fmt: skip
 
 
-def _if_range_matches(
-    value: str, etag: EntityTag | None, last_modified: int | None, now: float | None
-) -> bool:
+def _if_range_matches(value: str, known: _Known, now: float | None) -> bool:
+    etag, last_modified = known.etag, known.last_modified
     value = value.strip(_OWS)
     if value.startswith(('"', "W/")):
         # §13.1.5: only a strong, exactly equal entity-tag; a weak tag never matches.

@@ -103,8 +103,17 @@ class _AppSide:
     and a ``start_response`` that holds the status and headers until we know whether
     the body is a file."""
 
-    def __init__(self, environ: WSGIEnvironment, handles: bool) -> None:
+    def __init__(
+        self,
+        middleware: ZeroCopyWSGIMiddleware,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        handles: bool,
+    ) -> None:
+        self.options = middleware.options
         self.server_environ = environ
+        self.server_start_response = start_response
+        self.app_closed = False
         self.handles = handles
         self.method: str = environ.get("REQUEST_METHOD", "GET")
         # A copy: gunicorn reads ``wsgi.file_wrapper`` back from *its* dict for its
@@ -160,38 +169,10 @@ class _AppSide:
         self.headers = list(headers)
         return self.write
 
-    # Provided by _Exchange.
-    server_start_response: StartResponse
-
-    def write(self, data: bytes) -> None:
-        raise NotImplementedError
-
     def status_or_fail(self) -> str:
         if self.status is None:
             raise RuntimeError("the application did not call start_response")
         return self.status
-
-    def close_wrappers(self) -> None:
-        for wrapper in self.wrappers:
-            wrapper.close()
-
-
-class _Exchange(_AppSide):
-    """One request through the middleware: run the app, then answer from its file or
-    pass its response on."""
-
-    def __init__(
-        self,
-        middleware: ZeroCopyWSGIMiddleware,
-        environ: WSGIEnvironment,
-        start_response: StartResponse,
-        handles: bool,
-    ) -> None:
-        super().__init__(environ, handles)
-        self.options = middleware.options
-        self.app = middleware.app
-        self.server_start_response = start_response
-        self.app_closed = False
 
     def write(self, data: bytes) -> None:
         # PEP 3333's legacy write(): the body is the app's own bytes, not a file, so
@@ -216,6 +197,44 @@ class _Exchange(_AppSide):
         if name is None:
             return None
         return next((v for k, v in self.headers if k.lower() == name), None)
+
+    def closer(self, result: Iterable[bytes]) -> Callable[[], None]:
+        def close() -> None:
+            self.close_app(result)
+
+        return close
+
+    def close_app(self, result: Iterable[bytes]) -> None:
+        """PEP 3333: the app's iterable is closed, once; then any file it wrapped but
+        did not return, so nothing leaks (each wrapper closes its file once)."""
+        if self.app_closed:
+            return
+        self.app_closed = True
+        try:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self.close_wrappers()
+
+    def close_wrappers(self) -> None:
+        for wrapper in self.wrappers:
+            wrapper.close()
+
+
+class _Exchange(_AppSide):
+    """One request through the middleware: run the app, then answer from its file or
+    pass its response on."""
+
+    def __init__(
+        self,
+        middleware: ZeroCopyWSGIMiddleware,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        handles: bool,
+    ) -> None:
+        super().__init__(middleware, environ, start_response, handles)
+        self.app = middleware.app
 
     # -------------------------------------------------------------------- flow
 
@@ -316,8 +335,7 @@ class _Exchange(_AppSide):
     ) -> Iterable[bytes]:
         code = _status_code(self.status_or_fail())
         try:
-            request = request_fields((name, self.server_environ[key]) for key, name in _READ_KEYS
-                                     if key in self.server_environ)  # fmt: skip
+            request = _request(self.server_environ)
             answer = answer_file(
                 self.method, request, code, app_headers, fd, facts, path,
                 self.options, self.handles,
@@ -342,30 +360,14 @@ class _Exchange(_AppSide):
             raise
         return body
 
-    # ------------------------------------------------------------------- closing
-
-    def closer(self, result: Iterable[bytes]) -> Callable[[], None]:
-        def close() -> None:
-            self.close_app(result)
-
-        return close
-
-    def close_app(self, result: Iterable[bytes]) -> None:
-        """PEP 3333: the app's iterable is closed, once; then any file it wrapped but
-        did not return, so nothing leaks (each wrapper closes its file once)."""
-        if self.app_closed:
-            return
-        self.app_closed = True
-        try:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
-        finally:
-            self.close_wrappers()
-
     def path(self) -> str:
         env = self.server_environ
         return str(env.get("SCRIPT_NAME", "")) + str(env.get("PATH_INFO", ""))
+
+
+def _request(environ: WSGIEnvironment) -> dict[str, str]:
+    """The request fields a file answer reads, as the client sent them."""
+    return request_fields((name, environ[key]) for key, name in _READ_KEYS if key in environ)
 
 
 def _name(filelike: object) -> str | None:
