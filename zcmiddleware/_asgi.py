@@ -332,20 +332,9 @@ class _Responder:
                 logger.error("%s header refused: %r is outside sendfile_roots", name, path)
             else:
                 logger.error("%s header: cannot serve %r: %s", name, path, exc)
-            await self._send_error(404 if isinstance(exc, FileNotFoundError) else 500)
+            await _send_error(self.x, 404 if isinstance(exc, FileNotFoundError) else 500)
             return
         await self._deliver(fd, answer)
-
-    async def _send_error(self, status: int) -> None:
-        status, headers, body = error_answer(status)
-        raw = [(k.encode(), v.encode()) for k, v in headers]
-        try:
-            await self.x.to_server(
-                {"type": "http.response.start", "status": status, "headers": raw}
-            )
-            await self.x.to_server({"type": "http.response.body", "body": body})
-        except ClientGone:
-            pass
 
     async def _deliver(self, fd: int, answer: FileAnswer) -> None:
         try:
@@ -502,6 +491,16 @@ def _answer(x: _Exchange, start: Message, fd: int, facts: Any, path: str) -> Fil
     except BaseException:
         os.close(fd)
         raise
+
+
+async def _send_error(x: _Exchange, status: int) -> None:
+    status, headers, body = error_answer(status)
+    raw = [(k.encode(), v.encode()) for k, v in headers]
+    try:
+        await x.to_server({"type": "http.response.start", "status": status, "headers": raw})
+        await x.to_server({"type": "http.response.body", "body": body})
+    except ClientGone:
+        pass
 
 
 def _str_headers(start: Message, private: frozenset[str]) -> list[tuple[str, str]]:
