@@ -584,3 +584,16 @@ async def test_sendfile_header_never_leaks_when_trailers_follow(directory: Path)
     assert server.types[0] == "http.response.start"
     assert "x-sendfile" not in server.headers
     assert all(b"passwd" not in v for _, v in server.start["headers"])
+
+
+async def test_sendfile_header_file_never_goes_by_pathsend(directory: Path) -> None:
+    # The server would open the path again, after our check of what we opened: the
+    # checked descriptor is what goes out (by the fallback on a pathsend-only server).
+    inside = directory / "public" / "inside.bin"
+    server = Server(CAPABILITIES["pathsend"])
+    scope = server.scope("GET", "/xsendfile")
+    scope["query_string"] = f"path={inside}".encode()
+    await wrap(str(directory))(scope, server.receive, server.send)
+    assert bytes(server.body) == DATA[:1000]
+    assert PATHSEND not in server.types
+    assert server.headers[DEBUG_HEADER.lower()] == "fallback"

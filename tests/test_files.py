@@ -188,3 +188,8 @@ def test_check_size(data_file: Path) -> None:
         check_size(file.fileno(), 100)
         with pytest.raises(FileShrankError, match="file is 100 bytes, .* up to 101"):
             check_size(file.fileno(), 101)
+
+
+def test_a_path_with_a_nul_byte_is_outside_every_root(tmp_path: Path) -> None:
+    with pytest.raises(SendfileRootError):
+        resolve_in_roots(f"{tmp_path}/a\0b", [str(tmp_path)])

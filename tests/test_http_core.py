@@ -666,3 +666,12 @@ def test_identity_beside_a_variant_varies_on_accept_encoding() -> None:
     assert headers == [("vary", "accept-encoding")]
     assert variant_headers([("Vary", "*")], None, FACTS) == [("vary", "*")]
     assert variant_headers([], None, FACTS) == [("vary", "Accept-Encoding")]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain\r\nX-Injected: 1", "a\nb", "a\0b"])
+def test_a_content_type_that_breaks_lines_is_never_repeated_into_parts(content_type: str) -> None:
+    # §5.5: CR, LF, NUL are never part of a field value; in a part header they would
+    # start a line of their own inside the body. The file is served once instead.
+    app = [("Content-Type", content_type)]
+    p = plan(range="bytes=0-1,5-6", app=app)
+    assert (p.kind, p.status, slices(p)) == ("full", 200, [(0, SIZE)])

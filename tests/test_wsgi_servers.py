@@ -146,6 +146,17 @@ def test_multipart(server: tuple[Server, str, str], data_dir: Path) -> None:
         assert chunk == data[start:stop]
 
 
+def test_a_pages_own_304_is_kept(server: tuple[Server, str, str]) -> None:
+    # Not a file: the app's own conditional GET answers, as without the middleware.
+    s, _, _ = server
+    status, headers, body = fetch(s, "/page")
+    assert (status, body, headers["etag"]) == (200, b"a page, not a file", '"page-v1"')
+    status, headers, body = fetch(s, "/page", {"If-None-Match": '"page-v1"'})
+    assert (status, body) == (304, b"")
+    status, _, _ = fetch(s, "/page", {"If-None-Match": '"other"'})
+    assert status == 200
+
+
 def test_head(server: tuple[Server, str, str]) -> None:
     s, _, _ = server
     status, headers, body = fetch(s, "/file/data.bin", method="HEAD")

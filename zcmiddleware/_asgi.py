@@ -387,7 +387,7 @@ class _Delivery:
         if paths.zerocopysend:
             return Delivery.ZEROCOPYSEND
         # pathsend can only send a whole file: any range, and multipart framing, can't.
-        if paths.pathsend and answer.path is not None and answer.whole_file:
+        if paths.pathsend and answer.by_path and answer.path is not None and answer.whole_file:
             return Delivery.PATHSEND
         return Delivery.FALLBACK
 
@@ -478,7 +478,9 @@ def _open_and_answer(x: _Exchange, start: Message, path: Any) -> tuple[int, File
 
 def _open_in_roots(x: _Exchange, start: Message, path: str) -> tuple[int, FileAnswer]:
     real, fd, facts = open_in_roots(path, x.options.sendfile_roots)
-    return fd, _answer(x, start, fd, facts, real)
+    answer = _answer(x, start, fd, facts, real)
+    answer.by_path = False  # the checked descriptor is what goes out
+    return fd, answer
 
 
 def _answer(x: _Exchange, start: Message, fd: int, facts: Any, path: str) -> FileAnswer:

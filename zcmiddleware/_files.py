@@ -63,6 +63,8 @@ def open_file(path: str | os.PathLike[str]) -> tuple[BinaryIO, FileFacts]:
 def resolve_in_roots(path: str, roots: Sequence[str | os.PathLike[str]]) -> str:
     """The real path of ``path`` (symlinks resolved) if it lies inside one of ``roots``
     (themselves resolved), else :class:`SendfileRootError`."""
+    if "\0" in path:  # no file has one; realpath would raise ValueError
+        raise SendfileRootError("a path with a NUL byte is outside every root")
     real = os.path.realpath(path)
     for root in roots:
         real_root = os.path.realpath(root)

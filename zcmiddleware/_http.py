@@ -601,8 +601,16 @@ def _range_plan(
         (start, stop) = parts[0]
         headers = (*validators, ("content-range", _content_range(start, stop, size)))
         return _body_plan("partial", 206, facts, headers, parts, is_head, tuple(parts), "")
+    if not _FIELD_BREAKS.isdisjoint(content_type):
+        # §5.5: CR, LF and NUL are never part of a field value; repeated in each part's
+        # header this one would start a line of its own in the body. Serve the file
+        # once: the value stays in the header section, where the server checks it.
+        return _body_plan("full", 200, facts, validators, full, is_head, (), "")
     return _body_plan("multipart", 206, facts, validators, parts, is_head, tuple(parts),
                       boundary or _new_boundary(), content_type)  # fmt: skip
+
+
+_FIELD_BREAKS = frozenset("\r\n\0")
 
 
 def _if_range_matches(value: str, known: _Known, now: float | None) -> bool:

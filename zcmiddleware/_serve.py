@@ -57,6 +57,10 @@ class FileAnswer:
     facts: FileFacts
     path: str | None
     variant_fd: int | None = None
+    #: The server may be handed ``path`` to open itself (pathsend). Not for a
+    #: ``sendfile_header`` path: a directory swapped for a symlink after our check
+    #: of what we opened would send a file outside the roots.
+    by_path: bool = True
 
     @property
     def whole_file(self) -> bool:
