@@ -31,7 +31,7 @@ from ._aio import off_loop
 from ._asgi_body import fdopen, send_fallback, send_zerocopy
 from ._errors import ClientGone, SendfileRootError
 from ._files import open_fd, open_in_roots
-from ._http import RANGE_FIELDS, sends_no_file
+from ._http import RANGE_FIELDS, REQUEST_FIELDS, FileFacts, sends_no_file
 from ._options import (
     ABORTS_SHORT_FILES,
     PATHSEND,
@@ -292,7 +292,11 @@ class _Responder:
 
     async def _app_file(self, message: Message) -> None:
         self.state = _State.DONE
-        await self._file_from_app(self.start, message["path"])
+        quick = _answer_from_headers(self.x, self.start, message["path"])
+        if quick is not None:
+            await self._deliver(-1, quick)
+        else:
+            await self._file_from_app(self.start, message["path"])
 
     async def _sendfile_body(self, message: Message) -> None:
         # The app's own body of an X-Sendfile response is discarded; the file is sent
@@ -384,6 +388,8 @@ class _Delivery:
             return Delivery.NONE
         if self.compress:
             return Delivery.FALLBACK  # read and compressed as the app's own would be
+        if answer.fd < 0:
+            return Delivery.PATHSEND  # planned from the app's headers: nothing opened
         if paths.zerocopysend:
             return Delivery.ZEROCOPYSEND
         # pathsend can only send a whole file: any range, and multipart framing, can't.
@@ -471,6 +477,41 @@ def _compresses(compressor: object, exchange: _Exchange, answer: FileAnswer) -> 
     return accept.strip().lower() != "identity"
 
 
+# The request fields that need the file itself (its size and mtime as they are now):
+# without any of them, a framework's whole-file answer can be planned from its headers.
+_NEEDS_THE_FILE = frozenset(f.encode() for f in REQUEST_FIELDS)
+_SIZE_AND_VALIDATORS = frozenset({b"content-length", b"etag", b"last-modified"})
+
+
+def _answer_from_headers(x: _Exchange, start: Message, path: Any) -> FileAnswer | None:
+    """The answer to a plain GET or HEAD of a whole file on a server that takes only
+    paths, planned from the size and validators the framework already put in its headers
+    (Starlette's FileResponse stat-ed the file a moment ago, in a thread): no second
+    stat, no thread hop. None when anything needs the file itself."""
+    # Where the server takes a descriptor (zerocopysend), one is opened: the bytes then
+    # cannot change between the plan and the send, as a path's could.
+    paths = x.paths
+    if not paths.pathsend or paths.zerocopysend:
+        return None
+    if x.options.precompressed or x.mw._compressor is not None:
+        return None
+    if start.get("status", 200) != 200 or not isinstance(path, str):
+        return None
+    if any(name in _NEEDS_THE_FILE for name, _ in x.scope["headers"]):
+        return None
+    found: dict[bytes, bytes] = {}
+    for name, value in start.get("headers", ()):
+        lower = name.lower()
+        if lower in _SIZE_AND_VALIDATORS:
+            found[lower] = value
+    length = found.get(b"content-length", b"")
+    if len(found) != 3 or not length.isdigit() or len(length) > 18:
+        return None
+    facts = FileFacts(int(length), 0)  # the mtime is the app's Last-Modified, not needed
+    app_headers = _str_headers(start, x.options.private_headers())
+    return answer_file(x.method, {}, 200, app_headers, -1, facts, path, x.options, x.handles)
+
+
 def _open_and_answer(x: _Exchange, start: Message, path: Any) -> tuple[int, FileAnswer]:
     fd, facts = open_fd(path if isinstance(path, str) else os.fsdecode(path))
     return fd, _answer(x, start, fd, facts, os.fsdecode(path))
@@ -518,4 +559,5 @@ def _str_headers(start: Message, private: frozenset[str]) -> list[tuple[str, str
 def _close_all(opened: tuple[int, FileAnswer]) -> None:
     fd, answer = opened
     answer.close_variant()
-    os.close(fd)
+    if fd >= 0:
+        os.close(fd)
