@@ -26,6 +26,13 @@ from typing import Any, BinaryIO, Literal, TypeVar
 import anyio
 import anyio.to_thread
 
+from ._accel import (
+    ACCEL_DELIVERY,
+    offload_plan,
+    redirect_uri,
+    validate_accel_redirect,
+    wants_offload,
+)
 from ._files import (
     ABORTS_SHORT_FILES,
     DEFAULT_CHUNK_SIZE,
@@ -47,7 +54,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: How the body of a file response went out. ``none``: there was no body to send
 #: (HEAD, 304, 412, 416, an empty file).
-Delivery = Literal["zerocopysend", "pathsend", "fallback", "none"]
+#: ``x-accel-redirect``: handed to nginx (``accel_redirect``).
+Delivery = Literal["zerocopysend", "pathsend", "fallback", "none", "x-accel-redirect"]
 
 PATHSEND = "http.response.pathsend"
 ZEROCOPYSEND = "http.response.zerocopysend"
@@ -103,10 +111,15 @@ class ZeroCopyMiddleware:
       symlinks resolved; required with ``sendfile_header``. A path outside them is
       refused with a 500 and an error log line; the answer names no path.
     * ``chunk_size`` -- bytes per read on the fallback path (see ``docs/asgi.md``).
+    * ``accel_redirect`` -- behind nginx: ``{"/srv/media": "/_zc/media/"}`` maps
+      directories to ``internal`` nginx locations; file responses under them that
+      nginx answers identically are handed to it with ``X-Accel-Redirect``
+      (``docs/deployment.md``). Without nginx in front that header would reach the
+      client: a deployment bug.
     * ``debug_header`` -- if set (e.g. ``"X-ZeroCopy-Path"``), file responses carry
       this header naming the path that sent the body: ``zerocopysend``, ``pathsend``,
-      ``fallback`` or ``none``. The same is always logged at DEBUG level on the
-      ``zcmiddleware.asgi`` logger.
+      ``fallback``, ``none`` or ``x-accel-redirect``. The same is always logged at
+      DEBUG level on the ``zcmiddleware.asgi`` logger.
     """
 
     def __init__(
@@ -119,6 +132,7 @@ class ZeroCopyMiddleware:
         sendfile_roots: Sequence[str | os.PathLike[str]] = (),
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         debug_header: str | None = None,
+        accel_redirect: Mapping[str | os.PathLike[str], str] | None = None,
     ) -> None:
         if sendfile_header is not None and not sendfile_roots:
             raise ValueError("sendfile_header needs at least one directory in sendfile_roots")
@@ -134,6 +148,7 @@ class ZeroCopyMiddleware:
         self.sendfile_roots = tuple(sendfile_roots)
         self.chunk_size = chunk_size
         self.debug_header = debug_header.lower().encode("latin-1") if debug_header else None
+        self.accel_redirect = validate_accel_redirect(accel_redirect)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -300,7 +315,12 @@ class _Responder:
         plan = plan_response(
             self.method, self._request_headers(), start.get("status", 200), facts, app_headers
         )
-        delivery = self._choose(plan, facts)
+        delivery: Delivery
+        accel = await self._accel_uri(file, plan)
+        if accel is not None:
+            plan, delivery = offload_plan(plan, accel), ACCEL_DELIVERY
+        else:
+            delivery = self._choose(plan, facts)
         headers = [
             (name.encode("latin-1"), value.encode("latin-1"))
             for name, value in plan.apply(app_headers)
@@ -318,7 +338,7 @@ class _Responder:
         )
         try:
             await self._send_to_server({**start, "status": plan.status, "headers": headers})
-            if delivery == "none":
+            if not plan.segments:  # "none", "x-accel-redirect"
                 await self._send_to_server({"type": "http.response.body", "body": b""})
             elif delivery == "pathsend":
                 await self._send_to_server({"type": PATHSEND, "path": path})
@@ -333,10 +353,20 @@ class _Responder:
         # file: the planner is given no request headers to act on.
         if not self.handles:
             return {}
+        return self._client_headers()
+
+    def _client_headers(self) -> dict[str, str]:
         return header_map(
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in self.scope["headers"]
         )
+
+    async def _accel_uri(self, file: BinaryIO, plan: Plan) -> str | None:
+        # Judged on the client's own request, whatever the app was shown: nginx sees it.
+        mapping = self.mw.accel_redirect
+        if not mapping or not wants_offload(self.method, self._client_headers(), plan):
+            return None
+        return await _off_loop(redirect_uri, file.fileno(), mapping)
 
     def _choose(self, plan: Plan, facts: FileFacts) -> Delivery:
         if not plan.segments:

@@ -33,9 +33,16 @@ import http
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from ._accel import (
+    ACCEL_DELIVERY,
+    offload_plan,
+    redirect_uri,
+    validate_accel_redirect,
+    wants_offload,
+)
 from ._files import (
     DEFAULT_CHUNK_SIZE,
     FileChangedError,
@@ -322,9 +329,15 @@ class ZeroCopyWSGIMiddleware:
         ``handle_ranges`` were off, for apps that answer Range themselves there;
         their whole-file responses still go zero-copy.
     :param debug_header: a response header that names the delivery path taken
-        (``file_wrapper``, ``uwsgi.sendfile``, ``fallback``, ``none``), for
-        troubleshooting; also logged at DEBUG on the ``zcmiddleware.wsgi`` logger.
+        (``file_wrapper``, ``uwsgi.sendfile``, ``fallback``, ``none``,
+        ``x-accel-redirect``), for troubleshooting; also logged at DEBUG on the
+        ``zcmiddleware.wsgi`` logger.
     :param chunk_size: bytes per read when the server has no sendfile path.
+    :param accel_redirect: behind nginx, ``{"/srv/media": "/_zc/media/"}`` maps
+        directories to ``internal`` nginx locations; file responses under them that
+        nginx answers identically are handed to it with ``X-Accel-Redirect``
+        (``docs/deployment.md``). Without nginx in front that header would reach the
+        client: a deployment bug.
     """
 
     def __init__(
@@ -337,6 +350,7 @@ class ZeroCopyWSGIMiddleware:
         exclude_paths: Sequence[str] = (),
         debug_header: str | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        accel_redirect: Mapping[str | os.PathLike[str], str] | None = None,
     ) -> None:
         if sendfile_header is not None and not sendfile_roots:
             raise ValueError("sendfile_header needs at least one directory in sendfile_roots")
@@ -349,6 +363,7 @@ class ZeroCopyWSGIMiddleware:
         self.exclude_paths = tuple(exclude_paths)
         self.debug_header = debug_header
         self.chunk_size = chunk_size
+        self.accel_redirect = validate_accel_redirect(accel_redirect)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         handles = self.handle_ranges
@@ -565,13 +580,20 @@ class _Exchange:
         try:
             request_headers = self.request_headers if self.handle_ranges else {}
             plan = plan_response(self.method, request_headers, code, facts, app_headers)
+            accel = self.accel_uri(fd, plan)
+            if accel is not None:
+                plan = offload_plan(plan, accel)
             headers = plan.apply(app_headers)
             if not self.handle_ranges and not any(
                 k.lower() == "accept-ranges" for k, _ in app_headers
             ):
                 # The app answers Range itself here; do not promise what it may not do.
                 headers = [(k, v) for k, v in headers if k != "accept-ranges"]
-            body, path = self.deliver(plan, fd, closer)
+            body: _Response
+            if accel is not None:
+                body, path = _Body((), closer), ACCEL_DELIVERY
+            else:
+                body, path = self.deliver(plan, fd, closer)
         except BaseException:
             closer()
             raise
@@ -585,6 +607,13 @@ class _Exchange:
             body.close()
             raise
         return body
+
+    def accel_uri(self, fd: int, plan: Plan) -> str | None:
+        # Judged on the client's own request (nginx sees it), whatever the app saw.
+        mapping = self.mw.accel_redirect
+        if not mapping or not wants_offload(self.method, self.request_headers, plan):
+            return None
+        return redirect_uri(fd, mapping)
 
     def deliver(self, plan: Plan, fd: int, closer: Callable[[], None]) -> tuple[_Response, str]:
         segments = plan.segments
