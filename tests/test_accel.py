@@ -190,21 +190,28 @@ ETAG = '"app"'
     ],
 )
 def test_wants_offload(method: str, headers: dict[str, str], offload: bool) -> None:
-    plan = plan_response(method, headers, 200, FACTS, [("etag", ETAG)])
-    assert wants_offload(method, headers, plan) is offload
+    app = [("etag", ETAG)]
+    plan = plan_response(method, headers, 200, FACTS, app)
+    assert wants_offload(method, headers, plan, app) is offload
 
 
 def test_wants_offload_never_for_other_statuses_or_empty_files() -> None:
     plan = plan_response("GET", {}, 404, FACTS, [])
-    assert not wants_offload("GET", {}, plan)
+    assert not wants_offload("GET", {}, plan, [])
     empty = plan_response("GET", {}, 200, FileFacts(0, 0), [])
-    assert not wants_offload("GET", {}, empty)
+    assert not wants_offload("GET", {}, empty, [])
+
+
+@pytest.mark.parametrize("name", ["Content-Encoding", "content-language", "Content-Location"])
+def test_wants_offload_never_when_nginx_would_drop_representation_metadata(name: str) -> None:
+    app = [(name, "x")]
+    assert not wants_offload("GET", {}, plan_response("GET", {}, 200, FACTS, app), app)
 
 
 def test_wants_offload_reads_the_clients_headers_not_the_plans() -> None:
     # handle_ranges off: planned without the Range the client sent, which nginx sees.
     plan = plan_response("GET", {}, 200, FACTS, [])
-    assert not wants_offload("GET", {"range": "bytes=0-9"}, plan)
+    assert not wants_offload("GET", {"range": "bytes=0-9"}, plan, [])
 
 
 def test_offload_plan_leaves_length_range_and_200s_accept_ranges_to_nginx() -> None:

@@ -12,6 +12,8 @@ measured are in docs/deployment.md. In short:
   every answer first, answers 304, 412 and 416 itself, and hands nginx only a GET
   whose answer nginx is known to produce identically (:func:`wants_offload`);
   everything else it serves as it would without nginx.
+* nginx keeps only some of the app's headers on a redirect: a response whose
+  ``Content-Encoding`` (or language, location) would be lost stays with the middleware.
 * nginx decodes ``%XX`` in the redirect URI and decodes again while a ``%`` is left,
   and cuts it at ``?``: the relative path is percent-encoded, and a name holding
   ``%`` or ``?`` is not handed over at all (:func:`redirect_uri`).
@@ -23,7 +25,7 @@ import dataclasses
 import os
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from ._http import Plan
@@ -56,6 +58,9 @@ _REEVALUATED = ("if-match", "if-unmodified-since", "if-range")
 # The one Range form nginx's parser and ours read alike: a single spec, no spaces, no
 # number long enough to overflow nginx's off_t check.
 _PLAIN_RANGE = re.compile(r"bytes=(?:[0-9]{1,18}-[0-9]{0,18}|-[0-9]{1,18})")
+# Representation metadata (RFC 9110 §8.4-8.7) nginx drops on a redirect, without
+# which the client would misread the body (a precompressed file, say).
+_DROPPED_BY_NGINX = frozenset({"content-encoding", "content-language", "content-location"})
 # Decoded by nginx a second time, or cut at: such names are never handed over.
 _UNSAFE_IN_NAME = (b"%", b"?")
 
@@ -95,18 +100,27 @@ def validate_accel_redirect(value: Any) -> AccelMapping:
     return tuple(sorted(pairs.items(), key=lambda item: len(item[0]), reverse=True))
 
 
-def wants_offload(method: str, request_headers: Mapping[str, str], plan: Plan) -> bool:
+def wants_offload(
+    method: str,
+    request_headers: Mapping[str, str],
+    plan: Plan,
+    response_headers: Iterable[tuple[str, str]],
+) -> bool:
     """Whether nginx, given the redirect, answers this request exactly as ``plan``.
 
-    ``request_headers`` are the client's (lower-case names), whatever the app saw.
-    Only a GET with a body: a 200 for a request without Range, or a 206 for a plain
-    single range. 304, 412 and 416 need no file; multipart, If-Range, ignored or
-    unusual Range fields, If-Match and If-Unmodified-Since are answered differently by
-    nginx; HEAD and other methods carry no file body (nginx turns a POST into a GET).
+    ``request_headers`` are the client's (lower-case names), whatever the app saw;
+    ``response_headers`` the app's. Only a GET with a body: a 200 for a request
+    without Range, or a 206 for a plain single range. 304, 412 and 416 need no file;
+    multipart, If-Range, ignored or unusual Range fields, If-Match and
+    If-Unmodified-Since are answered differently by nginx; HEAD and other methods
+    carry no file body (nginx turns a POST into a GET); a Content-Encoding would be
+    lost on the way.
     """
     if method != "GET" or plan.body_length == 0:
         return False
     if any(name in request_headers for name in _REEVALUATED):
+        return False
+    if any(name.lower() in _DROPPED_BY_NGINX for name, _ in response_headers):
         return False
     range_value = request_headers.get("range")
     if plan.kind == "full":

@@ -316,7 +316,7 @@ class _Responder:
             self.method, self._request_headers(), start.get("status", 200), facts, app_headers
         )
         delivery: Delivery
-        accel = await self._accel_uri(file, plan)
+        accel = await self._accel_uri(file, plan, app_headers)
         if accel is not None:
             plan, delivery = offload_plan(plan, accel), ACCEL_DELIVERY
         else:
@@ -361,10 +361,14 @@ class _Responder:
             for name, value in self.scope["headers"]
         )
 
-    async def _accel_uri(self, file: BinaryIO, plan: Plan) -> str | None:
+    async def _accel_uri(
+        self, file: BinaryIO, plan: Plan, app_headers: list[tuple[str, str]]
+    ) -> str | None:
         # Judged on the client's own request, whatever the app was shown: nginx sees it.
         mapping = self.mw.accel_redirect
-        if not mapping or not wants_offload(self.method, self._client_headers(), plan):
+        if not mapping:
+            return None
+        if not wants_offload(self.method, self._client_headers(), plan, app_headers):
             return None
         return await _off_loop(redirect_uri, file.fileno(), mapping)
 

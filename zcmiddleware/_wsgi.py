@@ -580,7 +580,7 @@ class _Exchange:
         try:
             request_headers = self.request_headers if self.handle_ranges else {}
             plan = plan_response(self.method, request_headers, code, facts, app_headers)
-            accel = self.accel_uri(fd, plan)
+            accel = self.accel_uri(fd, plan, app_headers)
             if accel is not None:
                 plan = offload_plan(plan, accel)
             headers = plan.apply(app_headers)
@@ -608,10 +608,10 @@ class _Exchange:
             raise
         return body
 
-    def accel_uri(self, fd: int, plan: Plan) -> str | None:
+    def accel_uri(self, fd: int, plan: Plan, app_headers: list[tuple[str, str]]) -> str | None:
         # Judged on the client's own request (nginx sees it), whatever the app saw.
         mapping = self.mw.accel_redirect
-        if not mapping or not wants_offload(self.method, self.request_headers, plan):
+        if not mapping or not wants_offload(self.method, self.request_headers, plan, app_headers):
             return None
         return redirect_uri(fd, mapping)
 

@@ -36,6 +36,14 @@ def other(name: str) -> flask.Response:
     return _send(OTHER, name)
 
 
+@app.get("/encoded/<path:name>")
+def encoded(name: str) -> flask.Response:
+    # A precompressed file: the client cannot read it without Content-Encoding.
+    response = _send(MEDIA, name)
+    response.headers["Content-Encoding"] = "gzip"
+    return response
+
+
 offloading = ZeroCopyWSGIMiddleware(
     app.wsgi_app, debug_header=DEBUG_HEADER, accel_redirect=ACCEL_REDIRECT
 )

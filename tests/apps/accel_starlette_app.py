@@ -37,7 +37,19 @@ async def other(request: Request) -> FileResponse:
     return FileResponse(os.path.join(OTHER, request.path_params["name"]), headers=APP_HEADERS)
 
 
-app = Starlette(routes=[Route("/files/{name:path}", media), Route("/other/{name:path}", other)])
+async def encoded(request: Request) -> FileResponse:
+    # A precompressed file: the client cannot read it without Content-Encoding.
+    headers = {**APP_HEADERS, "Content-Encoding": "gzip"}
+    return FileResponse(os.path.join(MEDIA, request.path_params["name"]), headers=headers)
+
+
+app = Starlette(
+    routes=[
+        Route("/files/{name:path}", media),
+        Route("/other/{name:path}", other),
+        Route("/encoded/{name:path}", encoded),
+    ]
+)
 
 TOTALS = {"body": 0, "file": 0}
 
