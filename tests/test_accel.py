@@ -348,3 +348,39 @@ def test_wsgi_handle_ranges_off_never_hands_nginx_a_range(media: Path) -> None:
     assert "x-accel-redirect" not in headers
     status, headers, body = _wsgi(mw)
     assert headers["x-accel-redirect"] == "/_zc/data.bin" and body == b""
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_asgi_x_sendfile_path_is_handed_to_nginx_and_never_shown(
+    media: Path, anyio_backend: str
+) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"x-sendfile", str(media / "sub" / ".." / "data.bin").encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    mw = ZeroCopyMiddleware(
+        app, sendfile_header="X-Sendfile", sendfile_roots=[media], accel_redirect={media: "/m/"}
+    )
+    messages = await _asgi(mw, "/", {})
+    headers = dict(messages[0]["headers"])
+    assert headers[b"x-accel-redirect"] == b"/m/data.bin"
+    assert b"x-sendfile" not in headers
+    assert [m["type"] for m in messages] == ["http.response.start", "http.response.body"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_asgi_excluded_path_never_hands_nginx_a_range(
+    media: Path, anyio_backend: str
+) -> None:
+    # The app sees the Range there; a whole file it sends must not become nginx's 206.
+    mw = ZeroCopyMiddleware(
+        _starlette(media), accel_redirect={media: "/_zc/"}, exclude_paths=["/data"]
+    )
+    messages = await _asgi(mw, "/data.bin", {"range": "bytes=0-9", "x-test": "1"})
+    assert all(k != b"x-accel-redirect" for k, _ in messages[0]["headers"])
+    assert messages[0]["status"] == 206  # Starlette's own answer, passed through
+    messages = await _asgi(mw, "/data.bin", {})
+    assert (b"x-accel-redirect", b"/_zc/data.bin") in messages[0]["headers"]
