@@ -15,6 +15,7 @@ import hashlib
 import http.client
 import random
 import re
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+import trustme
 from _nginx import error_log, nginx_binary, run_nginx
 from _servers import HOST, Server, free_port, python, run_server
 
@@ -72,7 +74,13 @@ class Stack:
     name: str
     app: Server
     nginx: Server
+    #: The same nginx configuration, TLS terminated at nginx (docs/deployment.md).
+    tls: Server
+    tls_context: ssl.SSLContext
     workdir: Path
+
+    def url(self, scheme: str) -> str:
+        return self.nginx.url if scheme == "http" else f"https://{HOST}:{self.tls.port}"
 
     def stats(self, reset: bool = False) -> dict[str, int]:
         url = f"{self.app.url}/__zc_stats" + ("?reset" if reset else "")
@@ -117,17 +125,32 @@ def stack(
     env = {"ZC_MEDIA_DIR": str(media), "ZC_OTHER_DIR": str(other)}
     port = free_port()
     workdir = tmp_path_factory.mktemp(f"nginx-{request.param}")
+    ca = trustme.CA()
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    issued = ca.issue_cert(HOST)
+    issued.private_key_and_cert_chain_pem.write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
     with (
         run_server(_app_argv(request.param, port), port=port, env=env) as app,
-        run_nginx(workdir, app_port=port, media=media) as nginx,
+        run_nginx(workdir / "plain", app_port=port, media=media) as nginx,
+        run_nginx(workdir / "tls", app_port=port, media=media, tls=(cert, key)) as tls,
     ):
-        yield Stack(request.param, app, nginx, workdir)
-    log = error_log(workdir)
-    assert not re.search(r"\[(error|crit|alert|emerg)\]", log), log
+        yield Stack(request.param, app, nginx, tls, context, workdir)
+    for kind in ("plain", "tls"):
+        log = error_log(workdir / kind)
+        assert not re.search(r"\[(error|crit|alert|emerg)\]", log), log
 
 
-def _get(base: str, path: str, headers: dict[str, str], method: str = "GET") -> httpx.Response:
-    with httpx.Client(timeout=60) as client:
+def _get(
+    base: str,
+    path: str,
+    headers: dict[str, str],
+    method: str = "GET",
+    verify: ssl.SSLContext | bool = True,
+) -> httpx.Response:
+    with httpx.Client(timeout=60, verify=verify) as client:
         return client.request(method, base + path, headers=headers)
 
 
@@ -216,10 +239,12 @@ def validators(stack: Stack, dirs: tuple[Path, Path]) -> dict[str, str]:
     }
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
 @pytest.mark.parametrize(("row", "method", "template", "status", "by_nginx"), TABLE)
 def test_same_answer_through_nginx_as_from_the_middleware_alone(
     stack: Stack,
     validators: dict[str, str],
+    scheme: str,
     row: str,
     method: str,
     template: dict[str, str],
@@ -229,7 +254,7 @@ def test_same_answer_through_nginx_as_from_the_middleware_alone(
     headers = _headers(template, validators)
     direct = _get(stack.app.url, "/direct/files/data.bin", headers, method)
     stack.stats(reset=True)
-    through = _get(stack.nginx.url, "/files/data.bin", headers, method)
+    through = _get(stack.url(scheme), "/files/data.bin", headers, method, stack.tls_context)
     sent = stack.stats()
     assert direct.status_code == status
     assert _normalized(through) == _normalized(direct)
