@@ -14,9 +14,9 @@ measured are in docs/deployment.md. In short:
   everything else it serves as it would without nginx.
 * nginx keeps only some of the app's headers on a redirect: a response whose
   ``Content-Encoding`` (or language, location) would be lost stays with the middleware.
-* nginx decodes ``%XX`` in the redirect URI and decodes again while a ``%`` is left,
-  and cuts it at ``?``: the relative path is percent-encoded, and a name holding
-  ``%`` or ``?`` is not handed over at all (:func:`redirect_uri`).
+* nginx cuts the redirect URI at a ``?`` and decodes ``%XX`` in it once: the relative
+  path is percent-encoded, every byte but the unreserved ones and ``/``
+  (:func:`redirect_uri`).
 """
 
 from __future__ import annotations
@@ -61,8 +61,6 @@ _PLAIN_RANGE = re.compile(r"bytes=(?:[0-9]{1,18}-[0-9]{0,18}|-[0-9]{1,18})")
 # Representation metadata (RFC 9110 §8.4-8.7) nginx drops on a redirect, without
 # which the client would misread the body (a precompressed file, say).
 _DROPPED_BY_NGINX = frozenset({"content-encoding", "content-language", "content-location"})
-# Decoded by nginx a second time, or cut at: such names are never handed over.
-_UNSAFE_IN_NAME = (b"%", b"?")
 
 
 def validate_accel_redirect(value: Any) -> AccelMapping:
@@ -132,7 +130,7 @@ def wants_offload(
 
 def redirect_uri(fd: int, mapping: AccelMapping) -> str | None:
     """The ``X-Accel-Redirect`` value for the open file ``fd``, or None when the file
-    lies outside every mapped directory or its name cannot be handed to nginx.
+    lies outside every mapped directory (or is the directory itself).
 
     Blocking (``readlink``, ``stat``): call it off the event loop. The path is the one
     the kernel names for what was opened (``/proc/self/fd``, symlinks resolved), and
@@ -151,7 +149,7 @@ def redirect_uri(fd: int, mapping: AccelMapping) -> str | None:
         if not opened.startswith(base):
             continue
         relative = os.fsencode(opened[len(base) :])
-        if not relative or any(c in relative for c in _UNSAFE_IN_NAME):
+        if not relative:
             return None
         return prefix + urllib.parse.quote(relative, safe="/")
     return None
