@@ -47,6 +47,7 @@ CONTROLLED = (
     "content-disposition",
     "set-cookie",
     "vary",
+    "expires",
 )
 OFFLOADED = "x-accel-redirect"
 

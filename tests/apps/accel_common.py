@@ -14,5 +14,6 @@ APP_HEADERS = {
     "Content-Disposition": "inline",
     "Vary": "Accept-Encoding",
     "Set-Cookie": "seen=1; Path=/",
+    "Expires": "Thu, 01 Dec 2050 16:00:00 GMT",
     "X-App": "custom",
 }
