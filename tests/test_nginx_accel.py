@@ -348,3 +348,21 @@ def test_without_nginx_the_redirect_reaches_the_client(stack: Stack) -> None:
     direct = _get(stack.app.url, "/direct/files/data.bin", {})
     assert "x-accel-redirect" not in direct.headers
     assert direct.content == DATA
+
+
+def test_offloaded_responses_leave_no_descriptor_open(stack: Stack) -> None:
+    # The app's file is opened and planned for every offloaded response, then closed:
+    # after warm-up (nginx's upstream keep-alive connection), the count stays put.
+    pid = stack.app.children()[0] if stack.name == "flask-gunicorn" else stack.app.pid
+
+    def burst(n: int) -> None:
+        with httpx.Client(timeout=60) as client:
+            for i in range(n):
+                headers = {"Range": f"bytes={i}-{i + 99}"} if i % 2 else {}
+                response = client.get(stack.nginx.url + "/files/data.bin", headers=headers)
+                assert response.headers["x-zerocopy-path"] == OFFLOADED
+
+    burst(10)
+    before = stack.app.open_fds(pid)
+    burst(60)
+    assert stack.app.open_fds(pid) == before
