@@ -8,7 +8,14 @@ import email.policy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zcmiddleware._http import FileFacts, FileSlice, Plan, header_map, plan_response
+from zcmiddleware._http import (
+    FileFacts,
+    FileSlice,
+    Plan,
+    header_map,
+    plan_response,
+    whole_file_headers,
+)
 
 MTIME_NS = 1_700_000_000_123_456_789
 
@@ -169,3 +176,47 @@ def test_head_mirrors_get(request: dict[str, str], size: int) -> None:
         get.content_length,
     )
     assert head.segments == ()
+
+
+_NAMES = st.sampled_from(
+    ["Content-Length", "content-length", "ETag", "etag", "Last-Modified", "last-modified",
+     "Accept-Ranges", "Content-Range", "Transfer-Encoding", "Content-Type", "X-Other",
+     "Cache-Control", "X-Private"]
+)  # fmt: skip
+
+
+@given(
+    headers=st.lists(st.tuples(_NAMES, st.text(alphabet='abc019 "-/', max_size=8)), max_size=8),
+    size=st.integers(0, 10**12),
+    handle_ranges=st.booleans(),
+    method=st.sampled_from(["GET", "HEAD"]),
+)
+@settings(max_examples=1000)
+def test_whole_file_headers_is_the_planners_answer(
+    headers: list[tuple[str, str]], size: int, handle_ranges: bool, method: str
+) -> None:
+    # The shortcut for a request with no Range or conditional field, planned from the
+    # app's own size and validators, says exactly what the planner says.
+    app = [(n, v) for n, v in headers if n.lower() != "content-length"]
+    app += [("content-length", str(size)), ("etag", '"t"'), ("last-modified", "x")]
+    app = [(n, v) for n, v in app if n.lower() not in ("etag", "last-modified")] + app[-2:]
+    private = frozenset({b"x-private"})
+    raw = [(n.encode(), v.encode()) for n, v in app]
+    quick = whole_file_headers(raw, handle_ranges, private)
+    kept = [(n, v) for n, v in app if n.lower() != "x-private"]
+    plan = plan_response(
+        method, {}, 200, FileFacts(size, MTIME_NS), kept, handle_ranges=handle_ranges
+    )
+    assert plan.kind == "full"
+    assert quick is not None
+    assert [(n.decode().lower(), v.decode()) for n, v in quick] == [
+        (n.lower(), v) for n, v in plan.apply(kept)
+    ]
+
+
+def test_whole_file_headers_needs_the_size_and_both_validators() -> None:
+    full = [(b"content-length", b"5"), (b"etag", b'"a"'), (b"last-modified", b"x")]
+    assert whole_file_headers(full, True) is not None
+    for missing in range(3):
+        assert whole_file_headers(full[:missing] + full[missing + 1 :], True) is None
+    assert whole_file_headers([(b"content-length", b"5x"), *full[1:]], True) is None

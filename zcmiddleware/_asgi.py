@@ -31,7 +31,7 @@ from ._aio import off_loop
 from ._asgi_body import fdopen, send_fallback, send_zerocopy
 from ._errors import ClientGone, SendfileRootError
 from ._files import open_fd, open_in_roots
-from ._http import RANGE_FIELDS, REQUEST_FIELDS, FileFacts, sends_no_file
+from ._http import RANGE_FIELDS, REQUEST_FIELDS, sends_no_file, whole_file_headers
 from ._options import (
     ABORTS_SHORT_FILES,
     PATHSEND,
@@ -97,6 +97,12 @@ class ZeroCopyMiddleware(Configured[ASGIApp]):
     _compressor: object = None
     _looked_for_compressor = False
     _warned_outer = False
+    _outer_of: tuple[object, str] = (None, "")
+
+    @functools.cached_property
+    def private_raw(self) -> frozenset[bytes]:
+        """:meth:`Options.private_headers` as ASGI header names."""
+        return frozenset(name.encode() for name in self.options.private_headers())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -157,7 +163,17 @@ def _non_forwarding_outer(mw: ZeroCopyMiddleware, scope: Scope, send: Send) -> s
     if module in _NON_FORWARDING_MODULES:
         return module
     # Starlette and FastAPI: the stack is in the app's user_middleware, outermost first.
-    stack = getattr(scope.get("app"), "user_middleware", None)
+    app = scope.get("app")
+    if app is None:
+        return ""
+    if mw._outer_of[0] is app:
+        return mw._outer_of[1]
+    verdict = _outer_in_stack(mw, getattr(app, "user_middleware", None))
+    mw._outer_of = (app, verdict)
+    return verdict
+
+
+def _outer_in_stack(mw: ZeroCopyMiddleware, stack: object) -> str:
     if isinstance(stack, list):
         for i, entry in enumerate(stack):
             if getattr(entry, "cls", None) is type(mw):
@@ -180,7 +196,8 @@ class _Exchange:
         # HEAD answers with the status and headers GET would have (RFC 9110 §9.3.2);
         # asking the app for GET makes a framework's file response arrive as pathsend.
         self.head_as_get = self.handles and self.method == "HEAD"
-        self.app_cancel = anyio.CancelScope()
+        # Whether the request has a field the planner reads (ASGI names are lower case).
+        self.asks = any(name in _NEEDS_THE_FILE for name, _ in scope["headers"])
 
     def app_scope(self) -> Scope:
         scope = dict(self.scope)
@@ -192,11 +209,16 @@ class _Exchange:
             PATHSEND: {},
         }
         if self.handles and self.method in ("GET", "HEAD"):
-            headers = self.scope["headers"]
-            if any(name.lower() in _HIDDEN for name, _ in headers):
+            if self.asks:
+                headers = self.scope["headers"]
                 scope["headers"] = [(n, v) for n, v in headers if n.lower() not in _HIDDEN]
             scope["method"] = "GET"
         return scope
+
+    @functools.cached_property
+    def app_cancel(self) -> anyio.CancelScope:
+        """Stops the app once a HEAD it was asked as GET has its answer."""
+        return anyio.CancelScope()
 
     @functools.cached_property
     def request(self) -> dict[str, str]:
@@ -297,11 +319,27 @@ class _Responder:
 
     async def _app_file(self, message: Message) -> None:
         self.state = _State.DONE
-        quick = _answer_from_headers(self.x, self.start, message["path"])
-        if quick is not None:
-            await self._deliver(-1, quick)
-        else:
+        headers = _whole_file_headers(self.x, self.start, message["path"])
+        if headers is None:
             await self._file_from_app(self.start, message["path"])
+        else:
+            await self._whole_file_by_path(headers, message)
+
+    async def _whole_file_by_path(self, headers: list[Any], message: Message) -> None:
+        # Planned from the framework's own headers: no second stat, no thread hop.
+        how = "pathsend" if self.x.method != "HEAD" else "none"
+        if self.x.options.debug_header is not None:
+            headers.append((self.x.options.debug_header.encode(), how.encode()))
+        body = message if how == "pathsend" else {"type": "http.response.body"}
+        try:
+            await self.x.to_server({**self.start, "headers": headers})
+            await self.x.to_server(body)
+        except ClientGone:
+            logger.debug("client disconnected during %s %s", self.x.method, self.x.scope["path"])
+            return
+        logger.debug(
+            "%s %s -> 200 full, whole file via %s", self.x.method, self.x.scope["path"], how
+        )
 
     async def _sendfile_body(self, message: Message) -> None:
         # The app's own body of an X-Sendfile response is discarded; the file is sent
@@ -395,8 +433,6 @@ class _Delivery:
             return Delivery.NONE
         if self.compress:
             return Delivery.FALLBACK  # read and compressed as the app's own would be
-        if answer.fd < 0:
-            return Delivery.PATHSEND  # planned from the app's headers: nothing opened
         if paths.zerocopysend:
             return Delivery.ZEROCOPYSEND
         # pathsend can only send a whole file: any range, and multipart framing, can't.
@@ -487,14 +523,13 @@ def _compresses(compressor: object, exchange: _Exchange, answer: FileAnswer) -> 
 # The request fields that need the file itself (its size and mtime as they are now):
 # without any of them, a framework's whole-file answer can be planned from its headers.
 _NEEDS_THE_FILE = frozenset(f.encode() for f in REQUEST_FIELDS)
-_SIZE_AND_VALIDATORS = frozenset({b"content-length", b"etag", b"last-modified"})
 
 
-def _answer_from_headers(x: _Exchange, start: Message, path: Any) -> FileAnswer | None:
-    """The answer to a plain GET or HEAD of a whole file on a server that takes only
-    paths, planned from the size and validators the framework already put in its headers
-    (Starlette's FileResponse stat-ed the file a moment ago, in a thread): no second
-    stat, no thread hop. None when anything needs the file itself."""
+def _whole_file_headers(x: _Exchange, start: Message, path: Any) -> list[Any] | None:
+    """The headers of a plain GET or HEAD of a whole file on a server that takes only
+    paths, planned from the size and validators the framework already put in its
+    headers (Starlette's FileResponse stat-ed the file a moment ago, in a thread; the
+    server opens it again anyway). None when anything needs the file itself."""
     # Where the server takes a descriptor (zerocopysend), one is opened: the bytes then
     # cannot change between the plan and the send, as a path's could.
     paths = x.paths
@@ -504,19 +539,9 @@ def _answer_from_headers(x: _Exchange, start: Message, path: Any) -> FileAnswer 
         return None
     if start.get("status", 200) != 200 or not isinstance(path, str):
         return None
-    if any(name in _NEEDS_THE_FILE for name, _ in x.scope["headers"]):
+    if x.asks:
         return None
-    found: dict[bytes, bytes] = {}
-    for name, value in start.get("headers", ()):
-        lower = name.lower()
-        if lower in _SIZE_AND_VALIDATORS:
-            found[lower] = value
-    length = found.get(b"content-length", b"")
-    if len(found) != 3 or not length.isdigit() or len(length) > 18:
-        return None
-    facts = FileFacts(int(length), 0)  # the mtime is the app's Last-Modified, not needed
-    app_headers = _str_headers(start, x.options.private_headers())
-    return answer_file(x.method, {}, 200, app_headers, -1, facts, path, x.options, x.handles)
+    return whole_file_headers(start.get("headers", ()), x.handles, x.mw.private_raw)
 
 
 def _open_and_answer(x: _Exchange, start: Message, path: Any) -> tuple[int, FileAnswer]:
@@ -566,5 +591,4 @@ def _str_headers(start: Message, private: frozenset[str]) -> list[tuple[str, str
 def _close_all(opened: tuple[int, FileAnswer]) -> None:
     fd, answer = opened
     answer.close_variant()
-    if fd >= 0:
-        os.close(fd)
+    os.close(fd)

@@ -683,6 +683,42 @@ def _bodiless(
     return Plan(kind, status, tuple(headers), frozenset(drop), (), 0)
 
 
+_RAW_DROPPED = frozenset({b"content-length", b"content-range", b"transfer-encoding"})
+_RAW_VALIDATORS = frozenset({b"etag", b"last-modified"})
+
+
+def whole_file_headers(
+    response_headers: Iterable[tuple[bytes, bytes]],
+    handle_ranges: bool,
+    private: frozenset[bytes] = frozenset(),
+) -> list[tuple[bytes, bytes]] | None:
+    """The answer's headers for a 200 of the whole file to a request with none of
+    :data:`REQUEST_FIELDS`, when the app's headers (as bytes, as ASGI has them)
+    already carry its size and both validators: what :func:`plan_response` would
+    give, without the file's facts and without decoding a header. ``private`` names
+    (lower-case) are left out. None when the size or a validator is missing (then the
+    file must be looked at)."""
+    size: bytes | None = None
+    validators = 0
+    kept = []
+    for name, value in response_headers:
+        lower = name.lower()
+        if lower in _RAW_DROPPED:
+            if lower == b"content-length":
+                size = value
+            continue
+        if (lower == b"accept-ranges" and handle_ranges) or lower in private:
+            continue
+        validators += lower in _RAW_VALIDATORS
+        kept.append((name, value))
+    if size is None or validators != 2 or not size.isdigit() or len(size) > _MAX_DIGITS:
+        return None
+    if handle_ranges:
+        kept.append((b"accept-ranges", b"bytes"))  # §14.3
+    kept.append((b"content-length", b"%d" % int(size)))
+    return kept
+
+
 def _app_bodiless(status: int, response_headers: Sequence[tuple[str, str]]) -> Plan:
     # The app chose a status that sends no file (1xx, 204, 304) or said itself that the
     # file is not sent (412, 416): its headers go out as it set them, with no body.
