@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMappi
 from typing import Any, BinaryIO, Literal, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from ._files import (
@@ -434,6 +435,10 @@ class _Responder:
             await self._send_to_server(
                 {"type": "http.response.body", "body": data, "more_body": piece is not None}
             )
+            # The reads are shielded, and a server's send may no longer suspend once the
+            # client is gone (uvicorn): without an unshielded checkpoint here, a response
+            # cancelled by the disconnect watcher would read the file to its end.
+            await anyio.lowlevel.checkpoint_if_cancelled()
 
     async def _send_to_server(self, message: Message) -> None:
         try:
