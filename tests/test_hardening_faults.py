@@ -7,6 +7,7 @@ Each test runs on every kind in ``tests/_hardening.py`` (uvicorn with and withou
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import time
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _hardening import KINDS, RawClient, serve, stats
+from _hardening import KINDS, WSGI_KINDS, RawClient, get, serve, stats
 from _servers import Server
 
 pytestmark = pytest.mark.integration
@@ -71,3 +72,29 @@ def test_client_leaving_stops_the_reads(server: tuple[str, Server]) -> None:
     read = settled_rchar(srv) - before
     # The socket buffers and a few chunks in flight; far from 1 GiB.
     assert read < 96 * 2**20, f"{kind}: {read} bytes read after the client left"
+
+
+# ------------------------------------------------------------ not a file we can send
+
+
+def assert_still_serving(srv: Server) -> None:
+    reply = get(srv.port, "/file/data.bin")
+    assert reply.status == 200
+    assert hashlib.sha256(reply.body).digest() == hashlib.sha256(DATA).digest()
+
+
+@pytest.mark.parametrize("name", ["/dev/zero", "directory", "missing"])
+def test_app_names_what_is_not_a_regular_file(server: tuple[str, Server], name: str) -> None:
+    """The app's usual handling answers (Starlette raises: 500; Flask sends ``/dev/zero``
+    as the empty file its stat says it is, and 500 for the rest), never an endless body,
+    and the server goes on serving: more requests than gthread has threads."""
+    kind, srv = server
+    d = Path(srv.log_path).parent  # any directory: it is never served
+    path = {"/dev/zero": "/dev/zero", "directory": str(d), "missing": "/nonexistent/file"}[name]
+    for _ in range(10):
+        reply = get(srv.port, "/path?p=" + path)
+        if reply.status == 200:
+            assert (name, kind in WSGI_KINDS, reply.body) == ("/dev/zero", True, b"")
+        else:
+            assert reply.status == 500, reply.head
+    assert_still_serving(srv)

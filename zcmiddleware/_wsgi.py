@@ -393,14 +393,21 @@ class _Exchange:
 
     # ------------------------------------------------------------------ app side
 
-    def wrap_file(self, filelike: _FileLike, blksize: int = 8192) -> _AppFileWrapper:
-        wrapper = _AppFileWrapper(filelike, blksize)
+    def wrap_file(self, filelike: _FileLike, blksize: int = 8192) -> Iterable[bytes]:
         found = _regular_fd(filelike)
         if found is None:
             # Not a file we can send (BytesIO, a pipe): the app keeps the response,
             # so it gets its Range back and answers it itself.
             self.app_environ.update(self.hidden)
-        else:
+            server_wrapper = self.server_environ.get("wsgi.file_wrapper")
+            if server_wrapper is not None:
+                # And the server's own wrapper, as without us: gunicorn stops its
+                # instances at Content-Length, but iterates ours to an end of file that
+                # /dev/zero never reaches.
+                theirs: Iterable[bytes] = server_wrapper(filelike, blksize)
+                return theirs
+        wrapper = _AppFileWrapper(filelike, blksize)
+        if found is not None:
             wrapper.fd, wrapper.facts = found
             if self.handle_ranges:
                 for key in _CONDITIONAL_KEYS:
