@@ -154,6 +154,34 @@ class RawClient:
                 return body
 
 
+class Connections:
+    """Requests on one kept-alive connection, a new one whenever the server closes it
+    (gunicorn sync closes after every response); each reuse is checked by the reply."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.client: RawClient | None = None
+
+    def request(self, target: bytes, headers: bytes = b"", method: bytes = b"GET") -> Reply:
+        if self.client is None:
+            self.client = RawClient(self.port)
+        reply = self.client.request(target, headers, method)
+        if not reply.keep_alive:
+            self.close()
+        return reply
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def __enter__(self) -> Connections:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def get(port: int, target: str, headers: bytes = b"") -> Reply:
     """One request on a fresh connection."""
     with RawClient(port) as client:

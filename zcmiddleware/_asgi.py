@@ -33,8 +33,8 @@ from ._files import (
     SendfileRootError,
     check_size,
     open_file,
+    open_in_roots,
     read_exactly,
-    resolve_in_roots,
 )
 from ._http import FileFacts, FileSlice, Plan, Segment, header_map, plan_response
 
@@ -260,7 +260,7 @@ class _Responder:
     async def _deliver_sendfile_header(self, raw_path: bytes) -> None:
         path = os.fsdecode(raw_path)
         try:
-            real, (file, facts) = await _off_loop(_open_in_roots, path, self.mw)
+            real, file, facts = await _off_loop(open_in_roots, path, self.mw.sendfile_roots)
         except SendfileRootError:
             logger.error("%s header refused: %r is outside sendfile_roots", _name(self.mw), path)
             await self._send_error(500)
@@ -485,23 +485,6 @@ async def _off_loop(fn: Callable[..., _T], *args: Any) -> _T:
     with anyio.CancelScope(shield=True):
         result = await loop.run_in_executor(None, functools.partial(fn, *args))
     return result
-
-
-def _open_in_roots(path: str, mw: ZeroCopyMiddleware) -> tuple[str, tuple[BinaryIO, FileFacts]]:
-    real = resolve_in_roots(path, mw.sendfile_roots)
-    file, facts = open_file(real)
-    # A directory on the resolved path could be swapped for a symlink between the check
-    # and the open: check again what was actually opened (Linux names it in /proc).
-    try:
-        opened = os.readlink(f"/proc/self/fd/{file.fileno()}")
-    except OSError:
-        return real, (file, facts)  # no /proc: the check above is what we have
-    try:
-        resolve_in_roots(opened, mw.sendfile_roots)
-    except BaseException:
-        file.close()
-        raise
-    return real, (file, facts)
 
 
 def _find_header(message: Message, name: bytes) -> bytes | None:

@@ -24,6 +24,7 @@ __all__ = [
     "iter_segments",
     "open_fd",
     "open_file",
+    "open_in_roots",
     "read_exactly",
     "resolve_in_roots",
 ]
@@ -90,12 +91,37 @@ def open_file(path: str | os.PathLike[str]) -> tuple[BinaryIO, FileFacts]:
 def resolve_in_roots(path: str, roots: Sequence[str | os.PathLike[str]]) -> str:
     """The real path of ``path`` (symlinks resolved) if it lies inside one of ``roots``
     (themselves resolved), else :class:`SendfileRootError`."""
+    if "\0" in path:  # no file has one; realpath would raise ValueError
+        raise SendfileRootError("a path with a NUL byte is outside every root")
     real = os.path.realpath(path)
     for root in roots:
         real_root = os.path.realpath(root)
         if os.path.commonpath([real, real_root]) == real_root:
             return real
     raise SendfileRootError(f"{path!r} is outside the configured sendfile roots")
+
+
+def open_in_roots(
+    path: str, roots: Sequence[str | os.PathLike[str]]
+) -> tuple[str, BinaryIO, FileFacts]:
+    """The real path of ``path``, opened (:func:`open_file`), if it lies in one of
+    ``roots`` both before the open and as opened.
+
+    A directory on the resolved path could be swapped for a symlink between the check
+    and the open: what was actually opened is checked again (Linux names it in /proc).
+    """
+    real = resolve_in_roots(path, roots)
+    file, facts = open_file(real)
+    try:
+        opened = os.readlink(f"/proc/self/fd/{file.fileno()}")
+    except OSError:
+        return real, file, facts  # no /proc: the check above is what we have
+    try:
+        resolve_in_roots(opened, roots)
+    except BaseException:
+        file.close()
+        raise
+    return real, file, facts
 
 
 def check_size(fd: int, end: int) -> None:

@@ -42,9 +42,8 @@ from ._files import (
     check_size,
     facts_of,
     iter_segments,
-    open_file,
+    open_in_roots,
     read_exactly,
-    resolve_in_roots,
 )
 from ._http import FileFacts, FileSlice, Plan, plan_response
 
@@ -524,8 +523,7 @@ class _Exchange:
             self.commit(self.status_or_fail(), headers)
             return _Body((), _noop)
         try:
-            real = resolve_in_roots(path, self.mw.sendfile_roots)
-            file, facts = open_file(real)
+            _, file, facts = open_in_roots(path, self.mw.sendfile_roots)
         except OSError as exc:  # outside the roots, missing, not a regular file, EACCES
             # Logged with the path; answered without it.
             logger.error("%s header refused: %s", name, exc)
