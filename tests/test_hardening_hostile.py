@@ -9,7 +9,9 @@ swap of a directory for a symlink between check and open are tested in process.
 from __future__ import annotations
 
 import os
+import re
 import stat
+import urllib.parse
 import wsgiref.util
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +19,20 @@ from typing import Any
 
 import anyio
 import pytest
-from _hardening import KINDS, Connections, Reply, get, serve
+from _hardening import (
+    KINDS,
+    WSGI_KINDS,
+    ConnectionClosed,
+    Connections,
+    Reply,
+    get,
+    serve,
+)
 from _servers import Server
 
 import zcmiddleware._files as files_module
 from zcmiddleware import ZeroCopyMiddleware, ZeroCopyWSGIMiddleware
+from zcmiddleware._http import FileFacts, FileSlice, plan_response
 
 pytestmark = pytest.mark.integration
 
@@ -210,3 +221,67 @@ def test_directory_swapped_for_a_symlink_between_check_and_open(
     status, leaked, body = serve_in_process(side, [str(root)], str(root / "sub" / "f.bin").encode())
     assert (status, leaked) == (500, False)
     assert b"secret" not in body and b"f.bin" not in body
+
+
+# ------------------------------------------------------------ header injection
+
+INJECTIONS = [
+    "a\r\nX-Injected: 1",
+    "a\nX-Injected: 1",
+    "a\rX-Injected: 1",
+    "a\r\n\r\nX-Injected: 1",
+]
+
+
+def injection_target(kind: str, where: str, value: str) -> bytes:
+    """A file response whose filename, Content-Type or X-App header carries ``value``."""
+    if kind in WSGI_KINDS and where != "filename":
+        # Flask refuses such values itself; the raw app hands them to the middleware.
+        safe = b"text/plain".hex()
+        hval = value.encode().hex() if where == "hval" else "6f6b"
+        ctype = value.encode().hex() if where == "ctype" else safe
+        return f"/file-raw?name=data.bin&hex={hval}&ctypehex={ctype}".encode()
+    return f"/file/data.bin?{where}={urllib.parse.quote(value)}".encode()
+
+
+def injected_lines(data: bytes) -> list[bytes]:
+    """Lines (split at CR or LF, as a lenient client would) that start a new header."""
+    return [line for line in re.split(rb"\r|\n", data) if line.lower().startswith(b"x-injected")]
+
+
+@pytest.mark.parametrize("where", ["filename", "ctype", "hval"])
+def test_header_values_with_cr_lf_never_make_a_second_line(
+    server: tuple[str, Server], where: str
+) -> None:
+    """Whole file and multipart (whose parts repeat the app's Content-Type): the
+    server may refuse the response (500), but no injected line reaches the wire."""
+    kind, srv = server
+    with Connections(srv.port) as connections:
+        for value in INJECTIONS:
+            for ranges in (b"", b"Range: bytes=0-9,20-29\r\n"):
+                try:
+                    reply = connections.request(injection_target(kind, where, value), ranges)
+                except ConnectionClosed as closed:
+                    # uvicorn refuses the value after it marked the response started:
+                    # it closes the connection, with or without the middleware.
+                    assert injected_lines(closed.args[0]) == []
+                    connections.close()
+                    continue
+                assert reply.status in (200, 206, 500), reply.head
+                assert injected_lines(reply.head) == [], reply.head
+                assert injected_lines(reply.body) == [], reply.body[:300]
+                if reply.status == 200:
+                    assert reply.body == DATA
+
+
+def test_planner_never_repeats_a_content_type_with_a_line_break() -> None:
+    """Two ranges of a response whose Content-Type holds CR or LF: the whole file,
+    once, instead of a multipart body that would carry the value in every part."""
+    facts = FileFacts(size=100, mtime_ns=0)
+    for ctype in ("text/plain\r\nX-Injected: 1", "a\nb", "a\0b"):
+        plan = plan_response(
+            "GET", {"range": "bytes=0-9,20-29"}, 200, facts, [("content-type", ctype)]
+        )
+        assert (plan.status, plan.segments) == (200, (FileSlice(0, 100),))
+    plan = plan_response("GET", {"range": "bytes=0-9,20-29"}, 200, facts, [("content-type", "a/b")])
+    assert plan.kind == "multipart"

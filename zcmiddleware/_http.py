@@ -449,6 +449,11 @@ def plan_response(
         headers = (*validators, ("content-range", _content_range(start, stop, size)))
         return _body_plan("partial", 206, facts, headers, parts, is_head, tuple(parts), "")
     content_type = app.get("content-type", "application/octet-stream")
+    if not _FIELD_BREAKS.isdisjoint(content_type):
+        # §5.5: CR, LF and NUL are never part of a field value; repeated in each part's
+        # header this one would start a line of its own in the body. Serve the file
+        # once: the value stays in the header section, where the server checks it.
+        return _body_plan("full", 200, facts, validators, full, is_head, (), "")
     return _body_plan(
         "multipart",
         206,
@@ -460,6 +465,9 @@ def plan_response(
         boundary or _new_boundary(),
         content_type,
     )
+
+
+_FIELD_BREAKS = frozenset("\r\n\0")
 
 
 def _if_range_matches(

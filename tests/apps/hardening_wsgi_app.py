@@ -10,6 +10,8 @@ The routes mirror ``apps/hardening_asgi_app.py``:
 * ``/path?p=``: ``send_file`` of any path (``/dev/zero``, a FIFO, a directory);
 * ``/xsendfile?p=`` and ``/xsendfile-raw?hex=``: an X-Sendfile response naming
   ``p`` (or the hex-decoded bytes, so CR, LF and NUL reach the middleware);
+* ``/file-raw?name=&hex=&ctypehex=``: a file through ``wsgi.file_wrapper`` with raw
+  (hex-decoded) ``X-App`` and ``Content-Type`` values, which Flask would refuse;
 * ``/__hz__``: the worker's ``rchar``, open descriptors and RSS, as JSON.
 """
 
@@ -66,7 +68,8 @@ def _raw(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         return [b""]
     # /file-raw: a file response through wsgi.file_wrapper with the raw X-App value.
     f = open(os.path.join(DIRECTORY, query["name"]), "rb")  # noqa: SIM115 (closed by the server)
-    start_response("200 OK", [("Content-Type", query.get("ctype", "text/plain")), ("X-App", value)])
+    ctype = bytes.fromhex(query.get("ctypehex", b"text/plain".hex())).decode("latin-1")
+    start_response("200 OK", [("Content-Type", ctype), ("X-App", value)])
     wrapper: Iterable[bytes] = environ["wsgi.file_wrapper"](f, 65536)
     return wrapper
 
