@@ -29,6 +29,9 @@ from _hardening import (
     serve,
 )
 from _servers import Server
+from apps.asgi_support import parse_byteranges
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import zcmiddleware._files as files_module
 from zcmiddleware import ZeroCopyMiddleware, ZeroCopyWSGIMiddleware
@@ -285,3 +288,118 @@ def test_planner_never_repeats_a_content_type_with_a_line_break() -> None:
         assert (plan.status, plan.segments) == (200, (FileSlice(0, 100),))
     plan = plan_response("GET", {"range": "bytes=0-9,20-29"}, 200, facts, [("content-type", "a/b")])
     assert plan.kind == "multipart"
+
+
+# ------------------------------------------------------------ fuzzed Range and conditionals
+
+NUMBER = st.one_of(st.integers(0, 2 * SIZE), st.integers(0, 10**40))
+RANGE_SPEC = st.one_of(
+    st.tuples(NUMBER, NUMBER).map(lambda t: f"{t[0]}-{t[1]}"),
+    NUMBER.map(lambda n: f"{n}-"),
+    NUMBER.map(lambda n: f"-{n}"),
+    st.sampled_from(["", "-", "a-b", " 1 - 2 ", "-0", "0--1", "1-2-3", "+1-2", "0x10-20"]),
+)
+# Arbitrary characters, CR, LF, NUL and non-ASCII among them.
+NOISE = st.text(st.characters(codec="utf-8"), max_size=30).map(str.encode) | st.binary(max_size=30)
+RANGE = st.one_of(
+    st.lists(RANGE_SPEC, min_size=1, max_size=12).map(lambda s: ("bytes=" + ",".join(s)).encode()),
+    st.tuples(st.sampled_from(["Bytes=", "items=", "bytes =", "=", "bytes=,"]), RANGE_SPEC).map(
+        lambda t: (t[0] + t[1]).encode()
+    ),
+    # up to 1,000 ranges, overlapping or not
+    st.tuples(st.integers(1, 1000), st.integers(1, 200)).map(
+        lambda t: ("bytes=" + ",".join(f"{i * t[1]}-{i * t[1] + 5}" for i in range(t[0]))).encode()
+    ),
+    NOISE,
+)
+DATE = st.one_of(
+    st.sampled_from(
+        [
+            b"{lm}",
+            b"Thu, 01 Jan 1970 00:00:00 GMT",
+            b"Fri, 31 Dec 9999 23:59:59 GMT",
+            b"Sunday, 06-Nov-94 08:49:37 GMT",
+            b"Sun Nov  6 08:49:37 1994",
+            b"0",
+            b"-1",
+        ]
+    ),  # fmt: skip
+    NOISE,
+)
+TAG = st.one_of(
+    st.sampled_from([b"{etag}", b"*", b'"x"', b'W/"x"', b"W/{etag}", b'"x", {etag}', b'""']),
+    NOISE,
+)
+CONDITIONALS = {
+    "Range": RANGE,
+    "If-Range": st.one_of(TAG, DATE),
+    "If-Match": TAG,
+    "If-None-Match": TAG,
+    "If-Modified-Since": DATE,
+    "If-Unmodified-Since": DATE,
+}
+REQUESTS = st.tuples(
+    st.sampled_from([b"GET", b"GET", b"GET", b"HEAD"]),
+    st.lists(
+        st.sampled_from(list(CONDITIONALS)).flatmap(
+            lambda name: CONDITIONALS[name].map(lambda value: (name.encode(), value))
+        ),
+        max_size=4,
+    ),
+)
+
+
+STATUSES: dict[str, set[int]] = {kind: set() for kind in KINDS}
+
+
+def check_file_reply(reply: Reply, method: bytes) -> None:
+    """Never a 5xx; a body that is exactly what its headers say, and the file's bytes."""
+    assert reply.status < 500, reply.head
+    assert len(reply.body) <= 2 * SIZE + 2**16, (len(reply.body), reply.head)
+    if method == b"HEAD" or reply.status not in (200, 206):
+        return
+    if reply.status == 200:
+        assert reply.body == DATA
+        return
+    content_type = reply.headers["content-type"]
+    if content_type.startswith("multipart/byteranges"):
+        parts = parse_byteranges(content_type, reply.body)
+    else:
+        parts = [(reply.headers["content-range"], reply.body)]
+    for content_range, data in parts:
+        first, last, total = map(
+            int, re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", content_range).groups()
+        )  # type: ignore[union-attr]
+        assert total == SIZE and data == DATA[first : last + 1]
+
+
+def test_fuzzed_range_and_conditionals_through_the_server(server: tuple[str, Server]) -> None:
+    kind, srv = server
+    validators = get(srv.port, "/file/data.bin").headers
+    etag, lm = validators["etag"].encode(), validators["last-modified"].encode()
+    check = b"Range: bytes=10-19\r\n"
+
+    with Connections(srv.port) as connections:
+
+        @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(REQUESTS)
+        def fuzz(request: tuple[bytes, list[tuple[bytes, bytes]]]) -> None:
+            method, fields = request
+            head = b"".join(
+                name + b": " + value.replace(b"{etag}", etag).replace(b"{lm}", lm) + b"\r\n"
+                for name, value in fields
+            )
+            reply = connections.request(b"/file/data.bin", head, method)
+            check_file_reply(reply, method)
+            STATUSES[kind].add(reply.status)
+            if b"\r" in head[:-2] or b"\n" in head[:-2].replace(b"\r\n", b""):
+                connections.close()  # it may have been read as two requests
+            elif connections.client is not None:
+                # Kept alive: the same connection answers the next request exactly.
+                again = connections.request(b"/file/data.bin", check)
+                assert (again.status, again.body) == (206, DATA[10:20]), again.head
+
+        fuzz()
+    # The fuzzing reached the planner's answers, not only the server's 400s.
+    seen = STATUSES[kind]
+    assert {200, 206} <= seen and seen & {304, 412, 416}, seen
