@@ -17,7 +17,9 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pytest
 from _servers import HOST, Server, free_port, python, run_server
 
 ASGI_KINDS = ["uvicorn-zerocopy", "uvicorn-stock", "granian"]
@@ -65,6 +67,29 @@ def serve(
         env["ZC_ROOTS"] = json.dumps(roots)
     with run_server(argv(kind, port, workers=workers), port=port, env=env) as server:
         yield server
+
+
+def make_directory(d: Path, files: dict[str, bytes], sparse: dict[str, int]) -> Path:
+    """``d`` with ``files`` (name: bytes), sparse files (name: size) and an empty
+    ``public/`` (the apps' default X-Sendfile root)."""
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+    for name, size in sparse.items():
+        with open(d / name, "wb") as f:
+            f.truncate(size)  # no disk used, yet every byte read counts in rchar
+    (d / "public").mkdir(exist_ok=True)
+    return d
+
+
+def each_kind(
+    request: pytest.FixtureRequest, directory: Path, **options: Any
+) -> Iterator[tuple[str, Server]]:
+    """The body of a module-scoped fixture with ``params=KINDS``: one running server
+    per kind, whose log must show no ResourceWarning when it stops."""
+    kind = str(request.param)
+    with serve(kind, directory, **options) as srv:
+        yield kind, srv
+        assert "ResourceWarning" not in srv.log()
 
 
 @dataclass

@@ -17,32 +17,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _hardening import KINDS, WSGI_KINDS, RawClient, get, serve, stats
+from _hardening import KINDS, WSGI_KINDS, RawClient, each_kind, get, make_directory, serve, stats
 from _servers import Server
 
 pytestmark = pytest.mark.integration
 
-BIG = 2**30  # sparse: no disk used, but every byte read counts in rchar
+BIG = 2**30  # sparse
 SIZE = 2 * 2**20 + 4097
 DATA = os.urandom(SIZE)
 
 
 @pytest.fixture(scope="module")
 def directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("faults")
-    (d / "data.bin").write_bytes(DATA)
-    with open(d / "big.bin", "wb") as f:
-        f.truncate(BIG)
-    (d / "public").mkdir()
-    return d
+    return make_directory(tmp_path_factory.mktemp("faults"), {"data.bin": DATA}, {"big.bin": BIG})
 
 
 @pytest.fixture(scope="module", params=KINDS)
 def server(request: pytest.FixtureRequest, directory: Path) -> Iterator[tuple[str, Server]]:
-    kind = str(request.param)
-    with serve(kind, directory) as srv:
-        yield kind, srv
-        assert "ResourceWarning" not in srv.log()
+    yield from each_kind(request, directory)
 
 
 def settled_rchar(srv: Server, timeout: float = 60.0) -> int:

@@ -25,8 +25,8 @@ from _hardening import (
     ConnectionClosed,
     Connections,
     Reply,
+    each_kind,
     get,
-    serve,
 )
 from _servers import Server
 from apps.asgi_support import parse_byteranges
@@ -66,10 +66,7 @@ def directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module", params=KINDS)
 def server(request: pytest.FixtureRequest, directory: Path) -> Iterator[tuple[str, Server]]:
-    kind = str(request.param)
-    with serve(kind, directory, roots=[str(directory / "public") + "/"]) as srv:
-        yield kind, srv
-        assert "ResourceWarning" not in srv.log()
+    yield from each_kind(request, directory, roots=[str(directory / "public") + "/"])
 
 
 # ------------------------------------------------------------ X-Sendfile paths

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _hardening import ASGI_KINDS, KINDS, serve, stats
+from _hardening import ASGI_KINDS, KINDS, each_kind, make_directory, serve, stats
 from _servers import HOST, Server
 
 from zcmiddleware._files import DEFAULT_CHUNK_SIZE
@@ -31,20 +31,12 @@ BIG = 2**30
 
 @pytest.fixture(scope="module")
 def directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("load")
-    (d / "small.bin").write_bytes(DATA)
-    with open(d / "big.bin", "wb") as f:
-        f.truncate(BIG)
-    (d / "public").mkdir()
-    return d
+    return make_directory(tmp_path_factory.mktemp("load"), {"small.bin": DATA}, {"big.bin": BIG})
 
 
 @pytest.fixture(scope="module", params=KINDS)
 def server(request: pytest.FixtureRequest, directory: Path) -> Iterator[tuple[str, Server]]:
-    kind = str(request.param)
-    with serve(kind, directory) as srv:
-        yield kind, srv
-        assert "ResourceWarning" not in srv.log()
+    yield from each_kind(request, directory)
 
 
 # What each client asks for and where it leaves: (request head, bytes to read, or
