@@ -33,6 +33,7 @@ from apps.asgi_support import parse_byteranges
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import zcmiddleware._asgi as asgi_module
 import zcmiddleware._files as files_module
 from zcmiddleware import ZeroCopyMiddleware, ZeroCopyWSGIMiddleware
 from zcmiddleware._http import FileFacts, FileSlice, plan_response
@@ -128,7 +129,11 @@ def test_sendfile_header_tricks_are_refused(server: tuple[str, Server], director
 # one string, and a directory swapped for a symlink between the check and the open.
 
 
-def asgi_sendfile(mw: ZeroCopyMiddleware, value: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
+def asgi_sendfile(
+    mw: ZeroCopyMiddleware, value: bytes, extensions: dict[str, Any] | None = None
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    """Run ``mw`` as a server offering ``extensions`` would: a pathsend is read from
+    its path at the moment it is sent, as granian opens it."""
     messages: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -136,12 +141,16 @@ def asgi_sendfile(mw: ZeroCopyMiddleware, value: bytes) -> tuple[int, dict[bytes
         raise AssertionError
 
     async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.pathsend":
+            body = await anyio.Path(message["path"]).read_bytes()
+            message = {"type": "http.response.body", "body": body}
         messages.append(message)
 
     scope = {
         "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
         "method": "GET", "scheme": "http", "path": "/x", "raw_path": b"/x", "query_string": b"",
         "root_path": "", "headers": [(b"host", b"t")], "client": None, "server": None,
+        "extensions": extensions or {},
     }  # fmt: skip
     anyio.run(mw, scope, receive, send)
     start = messages[0]
@@ -400,3 +409,29 @@ def test_fuzzed_range_and_conditionals_through_the_server(server: tuple[str, Ser
     # The fuzzing reached the planner's answers, not only the server's 400s.
     seen = STATUSES[kind]
     assert {200, 206} <= seen and seen & {304, 412, 416}, seen
+
+
+def test_sendfile_header_path_is_not_reopened_by_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server offering only pathsend opens the path again: a directory swapped for a
+    symlink after the middleware's checked open would make it send a file outside the
+    roots. An X-Sendfile file goes from the descriptor that was checked instead."""
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "f.bin").write_bytes(b"inside")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "f.bin").write_bytes(b"secret")
+    real_open = asgi_module.open_in_roots
+
+    def open_then_swap(path: str, roots: Any) -> Any:
+        opened = real_open(path, roots)
+        os.rename(root / "sub", tmp_path / "sub-away")
+        os.symlink(tmp_path / "outside", root / "sub")
+        return opened
+
+    monkeypatch.setattr(asgi_module, "open_in_roots", open_then_swap)
+    value = str(root / "sub" / "f.bin").encode()
+    mw = ZeroCopyMiddleware(asgi_app(value), sendfile_header="X-Sendfile", sendfile_roots=[root])
+    status, _, body = asgi_sendfile(mw, value, {"http.response.pathsend": {}})
+    assert (status, body) == (200, b"inside")

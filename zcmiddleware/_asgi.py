@@ -260,7 +260,7 @@ class _Responder:
     async def _deliver_sendfile_header(self, raw_path: bytes) -> None:
         path = os.fsdecode(raw_path)
         try:
-            real, file, facts = await _off_loop(open_in_roots, path, self.mw.sendfile_roots)
+            _, file, facts = await _off_loop(open_in_roots, path, self.mw.sendfile_roots)
         except SendfileRootError:
             logger.error("%s header refused: %r is outside sendfile_roots", _name(self.mw), path)
             await self._send_error(500)
@@ -274,7 +274,10 @@ class _Responder:
             await self._send_error(500)
             return
         try:
-            await self._deliver(file, facts, real)
+            # Never by pathsend: the server would open the path again, after the check
+            # on what we opened, and a directory swapped for a symlink in between would
+            # send a file outside the roots. The checked descriptor is what goes out.
+            await self._deliver(file, facts, None)
         finally:
             file.close()
 
@@ -290,7 +293,7 @@ class _Responder:
         except _Disconnected:
             pass
 
-    async def _deliver(self, file: BinaryIO, facts: FileFacts, path: str) -> None:
+    async def _deliver(self, file: BinaryIO, facts: FileFacts, path: str | None) -> None:
         assert self.start is not None
         start = self.start
         app_headers = [
@@ -301,7 +304,7 @@ class _Responder:
         plan = plan_response(
             self.method, self._request_headers(), start.get("status", 200), facts, app_headers
         )
-        delivery = self._choose(plan, facts)
+        delivery = self._choose(plan, facts, path)
         headers = [
             (name.encode("latin-1"), value.encode("latin-1"))
             for name, value in plan.apply(app_headers)
@@ -339,13 +342,14 @@ class _Responder:
             for name, value in self.scope["headers"]
         )
 
-    def _choose(self, plan: Plan, facts: FileFacts) -> Delivery:
+    def _choose(self, plan: Plan, facts: FileFacts, path: str | None) -> Delivery:
         if not plan.segments:
             return "none"
         if ZEROCOPYSEND in self.server_extensions:
             return "zerocopysend"
         # pathsend can only send a whole file: any range, and multipart framing, can't.
-        if PATHSEND in self.server_extensions and plan.segments == (FileSlice(0, facts.size),):
+        whole = plan.segments == (FileSlice(0, facts.size),)
+        if path is not None and whole and PATHSEND in self.server_extensions:
             return "pathsend"
         return "fallback"
 
