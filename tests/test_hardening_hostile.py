@@ -208,28 +208,63 @@ def test_sendfile_roots_as_one_string_is_one_root(directory: Path, side: str) ->
     assert (status, leaked, body) == (200, False, INSIDE)
 
 
+class SwapLayout:
+    """``root/sub/f.bin`` ("inside"), ``outside/f.bin`` ("secret"), and ``swap()``,
+    which turns ``root/sub`` into a symlink to ``outside``."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.root = tmp_path / "root"
+        (self.root / "sub").mkdir(parents=True)
+        (self.root / "sub" / "f.bin").write_bytes(b"inside")
+        (tmp_path / "outside").mkdir()
+        (tmp_path / "outside" / "f.bin").write_bytes(b"secret")
+        self.value = str(self.root / "sub" / "f.bin").encode()
+
+    def swap(self) -> None:
+        os.rename(self.root / "sub", self.tmp_path / "sub-away")
+        os.symlink(self.tmp_path / "outside", self.root / "sub")
+
+
 @pytest.mark.parametrize("side", ["asgi", "wsgi"])
 def test_directory_swapped_for_a_symlink_between_check_and_open(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, side: str
 ) -> None:
     """The path is checked, then a directory on it becomes a symlink out of the root,
     then the file is opened: what was opened is checked again and refused."""
-    root = tmp_path / "root"
-    (root / "sub").mkdir(parents=True)
-    (root / "sub" / "f.bin").write_bytes(b"inside")
-    (tmp_path / "outside").mkdir()
-    (tmp_path / "outside" / "f.bin").write_bytes(b"outside, secret")
+    layout = SwapLayout(tmp_path)
     real_open = files_module.open_fd
 
     def swap_then_open(path: Any) -> Any:
-        os.rename(root / "sub", tmp_path / "sub-away")
-        os.symlink(tmp_path / "outside", root / "sub")
+        layout.swap()
         return real_open(path)
 
     monkeypatch.setattr(files_module, "open_fd", swap_then_open)
-    status, leaked, body = serve_in_process(side, [str(root)], str(root / "sub" / "f.bin").encode())
+    status, leaked, body = serve_in_process(side, [str(layout.root)], layout.value)
     assert (status, leaked) == (500, False)
     assert b"secret" not in body and b"f.bin" not in body
+
+
+def test_sendfile_header_path_is_not_reopened_by_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server offering only pathsend opens the path again: a directory swapped for a
+    symlink after the middleware's checked open would make it send a file outside the
+    roots. An X-Sendfile file goes from the descriptor that was checked instead."""
+    layout = SwapLayout(tmp_path)
+    real_open = asgi_module.open_in_roots
+
+    def open_then_swap(path: str, roots: Any) -> Any:
+        opened = real_open(path, roots)
+        layout.swap()
+        return opened
+
+    monkeypatch.setattr(asgi_module, "open_in_roots", open_then_swap)
+    mw = ZeroCopyMiddleware(
+        asgi_app(layout.value), sendfile_header="X-Sendfile", sendfile_roots=[layout.root]
+    )
+    status, _, body = asgi_sendfile(mw, layout.value, {"http.response.pathsend": {}})
+    assert (status, body) == (200, b"inside")
 
 
 # ------------------------------------------------------------ header injection
@@ -409,29 +444,3 @@ def test_fuzzed_range_and_conditionals_through_the_server(server: tuple[str, Ser
     # The fuzzing reached the planner's answers, not only the server's 400s.
     seen = STATUSES[kind]
     assert {200, 206} <= seen and seen & {304, 412, 416}, seen
-
-
-def test_sendfile_header_path_is_not_reopened_by_the_server(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A server offering only pathsend opens the path again: a directory swapped for a
-    symlink after the middleware's checked open would make it send a file outside the
-    roots. An X-Sendfile file goes from the descriptor that was checked instead."""
-    root = tmp_path / "root"
-    (root / "sub").mkdir(parents=True)
-    (root / "sub" / "f.bin").write_bytes(b"inside")
-    (tmp_path / "outside").mkdir()
-    (tmp_path / "outside" / "f.bin").write_bytes(b"secret")
-    real_open = asgi_module.open_in_roots
-
-    def open_then_swap(path: str, roots: Any) -> Any:
-        opened = real_open(path, roots)
-        os.rename(root / "sub", tmp_path / "sub-away")
-        os.symlink(tmp_path / "outside", root / "sub")
-        return opened
-
-    monkeypatch.setattr(asgi_module, "open_in_roots", open_then_swap)
-    value = str(root / "sub" / "f.bin").encode()
-    mw = ZeroCopyMiddleware(asgi_app(value), sendfile_header="X-Sendfile", sendfile_roots=[root])
-    status, _, body = asgi_sendfile(mw, value, {"http.response.pathsend": {}})
-    assert (status, body) == (200, b"inside")
