@@ -151,11 +151,11 @@ def test_client_leaving_at_any_point_leaks_nothing(server: tuple[str, Server]) -
 # ------------------------------------------------------------ the file changes
 
 
-CHANGING = 256 * 2**20
+CHANGING = 64 * 2**20
 
 
 def changing_file(directory: Path, name: str, seed: int) -> tuple[Path, str]:
-    """A sparse 256 MiB file with 4 KiB of data at every MiB, and its sha256."""
+    """A sparse 64 MiB file with 4 KiB of data at every MiB, and its sha256."""
     path = directory / name
     with open(path, "wb") as f:
         f.truncate(CHANGING)
