@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,13 +59,20 @@ def argv(kind: str, port: int, *, workers: int = 1) -> list[str]:
 
 @contextlib.contextmanager
 def serve(
-    kind: str, directory: Path, *, roots: object = None, workers: int = 1
+    kind: str,
+    directory: Path,
+    *,
+    roots: object = None,
+    workers: int = 1,
+    prefix: Sequence[str] = (),
 ) -> Iterator[Server]:
+    """Run ``kind`` on ``directory``; ``prefix`` goes before its argv (``setpriv ...``)."""
     port = free_port()
     env = {"ZC_DIR": str(directory), "PYTHONWARNINGS": "always::ResourceWarning"}
     if roots is not None:
         env["ZC_ROOTS"] = json.dumps(roots)
-    with run_server(argv(kind, port, workers=workers), port=port, env=env) as server:
+    command = [*prefix, *argv(kind, port, workers=workers)]
+    with run_server(command, port=port, env=env) as server:
         yield server
 
 

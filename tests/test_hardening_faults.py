@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,6 +94,39 @@ def test_app_names_what_is_not_a_regular_file(server: tuple[str, Server], name: 
         else:
             assert reply.status == 500, reply.head
     assert_still_serving(srv)
+
+
+@pytest.fixture(scope="module")
+def unreadable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A directory anyone may enter, holding ``data.bin`` and two ``locked.bin`` (mode
+    000: EACCES for any user but root, so root runs the servers as nobody)."""
+    d = Path(tempfile.mkdtemp(prefix="zc-eacces-"))
+    try:
+        make_directory(d, {"data.bin": DATA}, {})
+        for path in (d / "locked.bin", d / "public" / "locked.bin"):
+            path.write_bytes(b"secret")
+            path.chmod(0)
+        for path in (d, d / "public", d / "data.bin"):
+            path.chmod(0o755)
+        yield d
+    finally:
+        shutil.rmtree(d)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_file_the_server_may_not_read(unreadable: Path, kind: str) -> None:
+    """EACCES, named by the app or by X-Sendfile: a 500 that names no path."""
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    with serve(kind, unreadable, prefix=nobody if os.geteuid() == 0 else ()) as srv:
+        status = Path(f"/proc/{stats(srv)['pid']}/status").read_text()
+        assert "\nUid:\t0\t" not in status  # the worker is not root: EACCES is real
+        for target in ("/file/locked.bin", f"/xsendfile?p={unreadable}/public/locked.bin"):
+            reply = get(srv.port, target)
+            assert reply.status == 500, reply.head
+            assert b"locked" not in reply.head + reply.body
+            assert b"secret" not in reply.body
+            assert "x-sendfile" not in reply.headers
+        assert_still_serving(srv)
 
 
 # ------------------------------------------------------------ the client leaves
