@@ -99,6 +99,7 @@ def tricks(d: Path) -> list[tuple[bytes, int]]:
         (f"{public}/subdir".encode(), 500),
         (f"{public}/zero".encode(), 500),
         (f"{public}/in\xc3\xa9.bin".encode(), 404),  # non-ASCII, missing
+        (f"{public}/inside.bin\r\nX-Injected: 1".encode(), 404),  # CR LF: a missing name
     ]
     return cases
 
@@ -106,6 +107,7 @@ def tricks(d: Path) -> list[tuple[bytes, int]]:
 def assert_refused(reply: Reply, status: int, value: bytes, d: Path) -> None:
     assert reply.status == status, (value, reply.head)
     assert "x-sendfile" not in reply.headers, reply.head
+    assert injected_lines(reply.head) == [], reply.head
     for secret in (value, str(d).encode(), b"public", b"data.bin", b"passwd", b"secret"):
         if len(secret) > 3:  # "/" is in every Content-Type
             assert secret not in reply.head + reply.body, (secret, reply.head, reply.body)
