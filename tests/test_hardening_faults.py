@@ -126,14 +126,17 @@ def unreadable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_file_the_server_may_not_read(unreadable: Path, kind: str) -> None:
-    """EACCES, named by the app or by X-Sendfile: a 500 that names no path."""
+    """EACCES, named by the app or by X-Sendfile: an error that names no path. A 500,
+    except where granian opens an app's whole file itself (pathsend, planned from the
+    app's headers): it answers its own 404, as it does without the middleware."""
     nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     with serve(kind, unreadable, prefix=nobody if os.geteuid() == 0 else ()) as srv:
         status = Path(f"/proc/{stats(srv)['pid']}/status").read_text()
         assert "\nUid:\t0\t" not in status  # the worker is not root: EACCES is real
         for target in ("/file/locked.bin", f"/xsendfile?p={unreadable}/public/locked.bin"):
             reply = get(srv.port, target)
-            assert reply.status == 500, reply.head
+            by_granian = kind == "granian" and target.startswith("/file/")
+            assert reply.status == (404 if by_granian else 500), reply.head
             assert b"locked" not in reply.head + reply.body
             assert b"secret" not in reply.body
             assert "x-sendfile" not in reply.headers

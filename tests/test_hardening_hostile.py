@@ -28,8 +28,8 @@ from _hardening import (
     each_kind,
     get,
 )
+from _multipart import parse_byteranges
 from _servers import Server
-from apps.asgi_support import parse_byteranges
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -20,7 +20,7 @@ import pytest
 from _hardening import ASGI_KINDS, KINDS, each_kind, make_directory, serve, stats
 from _servers import HOST, Server
 
-from zcmiddleware._files import DEFAULT_CHUNK_SIZE
+from zcmiddleware._options import DEFAULT_CHUNK_SIZE
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
