@@ -147,19 +147,81 @@ http {{
 }}
 """
 
+# nginx in front of one app server on {app_port}, with docs/deployment.md's locations:
+# everything proxied, and the internal location the app's X-Accel-Redirect points to.
+NGINX_PROXY_CONF = NGINX_CONF.replace(
+    "    server {{",
+    """    upstream app {{ server {host}:{app_port}; keepalive 16; }}
+    server {{""",
+).replace(
+    "        location /files/ {{ alias {files}/; }}",
+    """        location / {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            # The workers run as nobody and cannot write the work directory: no
+            # spooling of large proxied bodies to disk, nginx reads them as it sends.
+            proxy_max_temp_file_size 0;
+        }}
+        location /_zc/files/ {{
+            internal;
+            alias {files}/;
+            etag off;
+            if_modified_since off;
+            add_header ETag $upstream_http_etag;
+            add_header Last-Modified $upstream_http_last_modified;
+            add_header Vary $upstream_http_vary;
+        }}""",
+)
+_NGINX_ARGV = (
+    "{nginx}",
+    "-p",
+    "{workdir}",
+    "-e",
+    "{workdir}/error.log",
+    "-c",
+    "{workdir}/nginx.conf",
+)
+_BEHIND_NGINX = (
+    (_UVICORN[0], *_UVICORN[1:4], "{host}", "--port", "{app_port}")
+    + _UVICORN_QUIET
+    + ("--http", _ZC_HTTP, "--loop", "uvloop")
+)
+_GUNICORN_BEHIND_NGINX = tuple(
+    "{host}:{app_port}" if a == "{host}:{port}" else a for a in _GUNICORN
+)
+
+
+# Start nginx once the app accepts connections (no "connection refused" in its log).
+_WAIT_FOR_APP = (
+    "until {python} -c \"import socket; socket.create_connection(('{host}', {app_port}), 1)\""
+    " 2>/dev/null; do sleep 0.2; done;"
+)
+
+
+def _behind_nginx(name: str, label: str, app_argv: tuple[str, ...], app: str) -> Config:
+    """nginx on {port} in front of ``app_argv`` on {app_port}; one process group (the
+    shell execs nginx, whose master becomes the app server's parent)."""
+    return Config(
+        name=name,
+        label=label,
+        argv=("/bin/sh", "-c", " ".join((*app_argv, "&", _WAIT_FOR_APP, "exec", *_NGINX_ARGV))),
+        requires=(app,),
+        executables=("nginx",),
+        files=(("nginx.conf", NGINX_PROXY_CONF),),
+        baseline="nginx",
+        # Not in the full run: python -m benchmarks.run --only <these names> (the
+        # command is in docs/deployment.md).
+        default=False,
+    )
+
+
 CONFIGS: tuple[Config, ...] = (
     Config(
         name="nginx",
         label="nginx, sendfile on (reference)",
-        argv=(
-            "{nginx}",
-            "-p",
-            "{workdir}",
-            "-e",
-            "{workdir}/error.log",
-            "-c",
-            "{workdir}/nginx.conf",
-        ),
+        argv=_NGINX_ARGV,
         executables=("nginx",),
         files=(("nginx.conf", NGINX_CONF),),
     ),
@@ -168,15 +230,7 @@ CONFIGS: tuple[Config, ...] = (
     Config(
         name="nginx-nopush-off",
         label="nginx, sendfile on, tcp_nopush off",
-        argv=(
-            "{nginx}",
-            "-p",
-            "{workdir}",
-            "-e",
-            "{workdir}/error.log",
-            "-c",
-            "{workdir}/nginx.conf",
-        ),
+        argv=_NGINX_ARGV,
         executables=("nginx",),
         files=(("nginx.conf", NGINX_CONF.replace("tcp_nopush on;", "tcp_nopush off;")),),
         default=False,
@@ -184,15 +238,7 @@ CONFIGS: tuple[Config, ...] = (
     Config(
         name="nginx-sendfile-off",
         label="nginx, sendfile off (read + write, 2 x 256 KiB buffers)",
-        argv=(
-            "{nginx}",
-            "-p",
-            "{workdir}",
-            "-e",
-            "{workdir}/error.log",
-            "-c",
-            "{workdir}/nginx.conf",
-        ),
+        argv=_NGINX_ARGV,
         executables=("nginx",),
         files=(
             (
@@ -325,6 +371,32 @@ CONFIGS: tuple[Config, ...] = (
         argv=(*_GUNICORN, "benchmarks.apps.django_zc:application"),
         requires=("zcmiddleware:ZeroCopyWSGIMiddleware", "benchmarks.apps.django_zc"),
         baseline="django-gunicorn",
+    ),
+    # Behind nginx (docs/deployment.md): without offload every byte goes through the
+    # worker and nginx's proxy buffers; with accel_redirect nginx sends the file.
+    _behind_nginx(
+        "nginx-starlette-zc",
+        "nginx -> Starlette + ZeroCopyMiddleware, zcmiddleware.uvicorn (proxied)",
+        (*_BEHIND_NGINX, "benchmarks.apps.starlette_zc:app"),
+        "benchmarks.apps.starlette_zc",
+    ),
+    _behind_nginx(
+        "nginx-starlette-accel",
+        "nginx -> Starlette + ZeroCopyMiddleware(accel_redirect), zcmiddleware.uvicorn",
+        (*_BEHIND_NGINX, "benchmarks.apps.starlette_accel:app"),
+        "benchmarks.apps.starlette_accel",
+    ),
+    _behind_nginx(
+        "nginx-flask-zc",
+        "nginx -> Flask + ZeroCopyWSGIMiddleware, gunicorn gthread (proxied)",
+        (*_GUNICORN_BEHIND_NGINX, "benchmarks.apps.flask_zc:app"),
+        "benchmarks.apps.flask_zc",
+    ),
+    _behind_nginx(
+        "nginx-flask-accel",
+        "nginx -> Flask + ZeroCopyWSGIMiddleware(accel_redirect), gunicorn gthread",
+        (*_GUNICORN_BEHIND_NGINX, "benchmarks.apps.flask_accel:app"),
+        "benchmarks.apps.flask_accel",
     ),
 )
 

@@ -207,8 +207,8 @@ def other_test_runs() -> list[str]:
 # -- process tree CPU --------------------------------------------------------
 
 
-def _proc_table() -> dict[int, tuple[int, float]]:
-    """pid -> (ppid, utime+stime+cutime+cstime in seconds) for every process."""
+def _proc_table() -> dict[int, tuple[int, float, str]]:
+    """pid -> (ppid, utime+stime+cutime+cstime in seconds, comm) for every process."""
     table = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -217,17 +217,18 @@ def _proc_table() -> dict[int, tuple[int, float]]:
             raw = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = raw.rpartition(")")[2].split()
+        comm, _, rest = raw.partition("(")[2].rpartition(")")
+        fields = rest.split()
         # fields[0] is field 3 (state): ppid is field 4, utime..cstime 14..17.
         ticks = sum(int(x) for x in fields[11:15])
-        table[int(entry.name)] = (int(fields[1]), ticks / CLK_TCK)
+        table[int(entry.name)] = (int(fields[1]), ticks / CLK_TCK, comm)
     return table
 
 
-def tree_pids(root: int, table: dict[int, tuple[int, float]] | None = None) -> list[int]:
+def tree_pids(root: int, table: dict[int, tuple[int, float, str]] | None = None) -> list[int]:
     table = table if table is not None else _proc_table()
     children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
+    for pid, (ppid, _, _) in table.items():
         children.setdefault(ppid, []).append(pid)
     out, todo = [], [root]
     while todo:
@@ -238,11 +239,11 @@ def tree_pids(root: int, table: dict[int, tuple[int, float]] | None = None) -> l
     return out
 
 
-def tree_cpu_seconds(root: int) -> float:
+def tree_cpu_seconds(root: int, *, skip_comm: str | None = None) -> float:
     """CPU seconds of ``root`` and all its descendants (including reaped
-    children, through cutime/cstime)."""
+    children, through cutime/cstime), leaving out processes named ``skip_comm``."""
     table = _proc_table()
-    return sum(table[pid][1] for pid in tree_pids(root, table))
+    return sum(table[pid][1] for pid in tree_pids(root, table) if table[pid][2] != skip_comm)
 
 
 def settle(root: int, *, quiet: float = 0.02, interval: float = 0.25, limit: float = 15.0) -> bool:
@@ -383,6 +384,8 @@ def run_server(
     values = {
         "python": sys.executable,
         "port": str(port),
+        # An app server behind an nginx listening on {port}.
+        "app_port": str(free_port()),
         "host": HOST,
         "workdir": str(workdir),
         "files": str(files_dir),
@@ -572,6 +575,8 @@ class LoadResult:
     errors: dict[str, int]
     latency_us: dict[str, float]
     server_cpu_s: float
+    #: The server tree without its nginx processes: the Python worker(s) behind nginx.
+    worker_cpu_s: float
     client_cpu_s: float
     wall_s: float
     core_busy: list[float]
@@ -608,6 +613,9 @@ class LoadResult:
             req_per_s=round(self.req_per_s, 2),
             # None rather than infinity: JSON has no infinity.
             cpu_s_per_gb=round(self.cpu_s_per_gb, 4) if self.bytes else None,
+            worker_cpu_s_per_gb=(
+                round(self.worker_cpu_s / (self.bytes / 1e9), 4) if self.bytes else None
+            ),
             cpu_us_per_req=round(self.cpu_us_per_req, 1) if self.requests else None,
             # Everything both cores did (server, wrk, softirq, anything else), per GB:
             # on loopback the receive path runs partly in the sender's context, partly
@@ -659,9 +667,11 @@ def run_load(
         cpu,
     )
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    worker0 = tree_cpu_seconds(server.pid, skip_comm="nginx")
     stat0, cpu0, t0 = cpu_times(), tree_cpu_seconds(server.pid), time.monotonic()
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + wrk_timeout + 30)
     cpu1, t1, stat1 = tree_cpu_seconds(server.pid), time.monotonic(), cpu_times()
+    worker1 = tree_cpu_seconds(server.pid, skip_comm="nginx")
     children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     line = next((s for s in out.stdout.splitlines() if s.startswith("ZCBENCH ")), None)
     if out.returncode != 0 or line is None:
@@ -676,6 +686,7 @@ def run_load(
         errors=summary["errors"],
         latency_us=summary["latency_us"],
         server_cpu_s=round(cpu1 - cpu0, 3),
+        worker_cpu_s=round(worker1 - worker0, 3),
         client_cpu_s=round(client, 3),
         wall_s=round(t1 - t0, 3),
         core_busy=busy_fractions(stat0, stat1),

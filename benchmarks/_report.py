@@ -90,6 +90,8 @@ _COLUMNS = (
     ("req/s", "req_per_s", ".0f"),
     ("CPU s/GB", "cpu_s_per_gb", ".2f"),
     ("2-core s/GB", "machine_cpu_s_per_gb", ".2f"),
+    # The server tree without nginx: the Python worker behind nginx (docs/deployment.md).
+    ("py s/GB", "worker_cpu_s_per_gb", ".3f"),
     ("CPU µs/req", "cpu_us_per_req", ".0f"),
     ("×nginx", "x_nginx", ".2f"),
     ("×plain", "x_plain", ".2f"),

@@ -84,6 +84,11 @@ class ZeroCopyMiddleware(Configured[ASGIApp]):
     * ``debug_header`` -- if set (e.g. ``"X-ZeroCopy-Path"``), file responses carry
       this header naming the path that sent the body (:class:`Delivery`). The same is
       always logged at DEBUG level on the ``zcmiddleware.asgi`` logger.
+    * ``accel_redirect`` -- behind nginx: ``{"/srv/media": "/_zc/media/"}`` maps
+      directories to ``internal`` nginx locations; file responses under them that
+      nginx answers identically are handed to it with ``X-Accel-Redirect``
+      (docs/deployment.md). Without nginx in front that header would reach the
+      client: a deployment bug.
     * ``precompressed`` -- content codings (``"br"``, ``"gzip"``, ``"zstd"``) whose
       precompressed variants (``file.br``, ``file.gz``, ``file.zst``) are served, in
       this order of preference, to clients that accept them.
@@ -384,6 +389,8 @@ class _Delivery:
 
     def _choose(self) -> Delivery:
         answer, paths = self.answer, self.x.paths
+        if answer.accel:
+            return Delivery.X_ACCEL_REDIRECT
         if not answer.plan.segments:
             return Delivery.NONE
         if self.compress:
@@ -414,7 +421,7 @@ class _Delivery:
             await self._through_compressor()
             return
         await send(self.start_message())
-        if self.how is Delivery.NONE:
+        if self.how in (Delivery.NONE, Delivery.X_ACCEL_REDIRECT):
             await send({"type": "http.response.body", "body": b""})
         elif self.how is Delivery.PATHSEND:
             await send({"type": PATHSEND, "path": self.answer.path})
@@ -493,7 +500,7 @@ def _answer_from_headers(x: _Exchange, start: Message, path: Any) -> FileAnswer 
     paths = x.paths
     if not paths.pathsend or paths.zerocopysend:
         return None
-    if x.options.precompressed or x.mw._compressor is not None:
+    if x.options.precompressed or x.options.accel_redirect or x.mw._compressor is not None:
         return None
     if start.get("status", 200) != 200 or not isinstance(path, str):
         return None

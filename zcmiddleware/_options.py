@@ -10,9 +10,11 @@ from __future__ import annotations
 import enum
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from ._accel import validate_accel_redirect
 
 __all__ = [
     "ABORTS_SHORT_FILES",
@@ -52,6 +54,7 @@ class Delivery(str, enum.Enum):
     FILE_WRAPPER = "file_wrapper"  #: gunicorn's own ``FileWrapper``: ``sendfile(2)``
     UWSGI_SENDFILE = "uwsgi.sendfile"  #: uWSGI's ``uwsgi.sendfile``
     FALLBACK = "fallback"  #: read by position, one chunk in memory at a time
+    X_ACCEL_REDIRECT = "x-accel-redirect"  #: handed to nginx (``accel_redirect``)
     NONE = "none"  #: no body to send: HEAD, 304, 412, 416, an empty file
 
     def __str__(self) -> str:
@@ -160,6 +163,7 @@ class Options:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     debug_header: str | None = None  # lower-case
     precompressed: tuple[str, ...] = ()
+    accel_redirect: tuple[tuple[str, str], ...] = ()  # (real directory, prefix)
 
     @classmethod
     def build(
@@ -172,6 +176,7 @@ class Options:
         chunk_size: object = DEFAULT_CHUNK_SIZE,
         debug_header: object = None,
         precompressed: object = (),
+        accel_redirect: object = None,
     ) -> Options:
         header = _header_name("sendfile_header", sendfile_header)
         roots = _paths("sendfile_roots", sendfile_roots)
@@ -187,6 +192,7 @@ class Options:
             chunk_size=_positive("chunk_size", chunk_size),
             debug_header=_header_name("debug_header", debug_header),
             precompressed=_codings("precompressed", precompressed),
+            accel_redirect=validate_accel_redirect(accel_redirect),
         )
 
     def handles(self, path: str) -> bool:
@@ -216,6 +222,7 @@ class Configured(Generic[_App]):
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         debug_header: str | None = None,
         precompressed: str | Iterable[str] = (),
+        accel_redirect: Mapping[str | os.PathLike[str], str] | None = None,
     ) -> None:
         self.app = app
         self.options = Options.build(
@@ -226,6 +233,7 @@ class Configured(Generic[_App]):
             chunk_size=chunk_size,
             debug_header=debug_header,
             precompressed=precompressed,
+            accel_redirect=accel_redirect,
         )
 
 

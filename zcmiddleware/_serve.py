@@ -13,6 +13,7 @@ import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from ._accel import offload_plan, redirect_uri, wants_offload
 from ._files import open_variant
 from ._http import (
     REQUEST_FIELDS,
@@ -57,6 +58,8 @@ class FileAnswer:
     facts: FileFacts
     path: str | None
     variant_fd: int | None = None
+    #: Handed to nginx (``accel_redirect``): headers only, nginx sends the body.
+    accel: bool = False
     #: The server may be handed ``path`` to open itself (pathsend). Not for a
     #: ``sendfile_header`` path: a directory swapped for a symlink after our check
     #: of what we opened would send a file outside the roots.
@@ -98,7 +101,13 @@ def answer_file(
     plan = plan_response(
         method, request if handles else {}, status, facts, headers, handle_ranges=handles
     )
-    answer = FileAnswer(plan, plan.apply(headers), fd, facts, path)
+    accel = False
+    # Judged on the client's own request, whatever the app was shown: nginx sees it.
+    if options.accel_redirect and wants_offload(method, request, plan, headers):
+        uri = redirect_uri(fd, options.accel_redirect)
+        if uri is not None:
+            plan, accel = offload_plan(plan, uri), True
+    answer = FileAnswer(plan, plan.apply(headers), fd, facts, path, accel=accel)
     if variant is not None:
         answer.variant_fd = fd
     return answer

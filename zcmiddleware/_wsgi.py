@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from ._files import open_in_roots
 from ._http import CONDITIONAL_FIELDS, RANGE_FIELDS, FileFacts, sends_no_file
-from ._options import Configured, error_answer
+from ._options import Configured, Delivery, error_answer
 from ._serve import answer_file, bodiless_headers, request_fields
 from ._wsgi_body import AppFileWrapper, Body, deliver, file_in, regular_fd
 
@@ -83,8 +83,9 @@ class ZeroCopyWSGIMiddleware(Configured["WSGIApplication"]):
     checks: ``handle_ranges``, ``exclude_paths`` (prefixes of ``SCRIPT_NAME +
     PATH_INFO``), ``sendfile_header``, ``sendfile_roots``, ``chunk_size``,
     ``debug_header`` (naming ``file_wrapper``, ``uwsgi.sendfile``, ``fallback`` or
-    ``none``; also logged at DEBUG on the ``zcmiddleware.wsgi`` logger) and
-    ``precompressed``.
+    ``none``, ``x-accel-redirect``; also logged at DEBUG on the ``zcmiddleware.wsgi``
+    logger), ``precompressed`` and ``accel_redirect`` (behind nginx, see
+    docs/deployment.md).
     """
 
     app: WSGIApplication
@@ -344,6 +345,8 @@ class _Exchange(_AppSide):
                 closer = _and_then(_closing(answer.variant_fd), closer)
             body, how = deliver(answer.plan, answer.fd, closer, self.server_environ,
                                 self.options.chunk_size)  # fmt: skip
+            if answer.accel:
+                how = Delivery.X_ACCEL_REDIRECT
         except BaseException:
             closer()
             raise

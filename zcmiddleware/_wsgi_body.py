@@ -235,7 +235,7 @@ def deliver(
     """The body for ``plan``, in the form this server sends fastest, and its name."""
     segments = plan.segments
     if not segments:
-        # HEAD, 304, 412, 416, an empty file: headers only.
+        # HEAD, 304, 412, 416, an empty file, a body handed to nginx: headers only.
         return Body((), closer), Delivery.NONE
     only = segments[0] if len(segments) == 1 else None
     wrapper = _gunicorn_wrapper(environ)
