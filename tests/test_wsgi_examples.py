@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import http.client
-import os
 import sys
-import tempfile
+from pathlib import Path
 
 import pytest
 from _servers import HOST, ROOT_DIR, free_port, run_example_demo, run_server
@@ -19,14 +18,13 @@ def test_flask_example_demo() -> None:
     assert statuses == ["200", "206", "206"], output
 
 
-def test_django_example_answers_a_range() -> None:
+def test_django_example_answers_a_range(tmp_path: Path) -> None:
     port = free_port()
-    argv = [sys.executable, str(ROOT_DIR / "examples" / "django_app.py"), str(port)]
-    with run_server(argv, port=port, cwd=ROOT_DIR):
+    argv = [sys.executable, str(ROOT_DIR / "examples" / "django_app.py"), "--port", str(port)]
+    env = {"ZCMIDDLEWARE_EXAMPLE_DIR": str(tmp_path)}
+    with run_server(argv, port=port, cwd=ROOT_DIR, env=env):
         # The example writes its file before it starts serving.
-        path = os.path.join(tempfile.gettempdir(), "zcmiddleware-django-example.bin")
-        with open(path, "rb") as f:
-            data = f.read()
+        data = (tmp_path / "download.bin").read_bytes()
         conn = http.client.HTTPConnection(HOST, port, timeout=20)
         try:
             conn.request("GET", "/download", headers={"Range": "bytes=0-99"})
