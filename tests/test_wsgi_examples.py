@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import http.client
 import sys
 from pathlib import Path
 
 import pytest
-from _servers import HOST, ROOT_DIR, free_port, run_example_demo, run_server
+from _servers import ROOT_DIR, free_port, get, run_example_demo, run_server
 
 pytestmark = pytest.mark.integration
 
@@ -25,13 +24,7 @@ def test_django_example_answers_a_range(tmp_path: Path) -> None:
     with run_server(argv, port=port, cwd=ROOT_DIR, env=env):
         # The example writes its file before it starts serving.
         data = (tmp_path / "download.bin").read_bytes()
-        conn = http.client.HTTPConnection(HOST, port, timeout=20)
-        try:
-            conn.request("GET", "/download", headers={"Range": "bytes=0-99"})
-            response = conn.getresponse()
-            body = response.read()
-        finally:
-            conn.close()
+        response, body = get(port, "/download", {"Range": "bytes=0-99"})
     assert response.status == 206
     assert response.getheader("Content-Range") == f"bytes 0-99/{len(data)}"
     assert body == data[:100]

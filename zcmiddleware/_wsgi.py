@@ -316,7 +316,7 @@ class ZeroCopyWSGIMiddleware:
     :param sendfile_roots: directories the ``sendfile_header`` path must lie in,
         symlinks resolved.
     :param handle_ranges: answer Range and conditional requests for file responses
-        (``HTTP.md``). With ``False`` the app sees every header and only its
+        (``docs/http.md``). With ``False`` the app sees every header and only its
         whole-file 200s are sent zero-copy.
     :param exclude_paths: path prefixes (``SCRIPT_NAME + PATH_INFO``) treated as if
         ``handle_ranges`` were off, for apps that answer Range themselves there;
