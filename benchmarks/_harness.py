@@ -16,8 +16,6 @@ import random
 import re
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._configs import FILES, HOST, Config, MiB, Scenario
+from tests._servers import free_port, spawn, stop_process
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT_DIR = BENCH_DIR.parent
@@ -263,13 +262,6 @@ def settle(root: int, *, quiet: float = 0.02, interval: float = 0.25, limit: flo
 # -- servers -----------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def cores() -> tuple[str | None, str | None]:
     """CPU lists for (server, load generator): two different cores, or no
     pinning at all when fewer than two are available."""
@@ -401,15 +393,7 @@ def run_server(
     argv = pinned([_format(a, values) for a in config.argv], cpu)
     env = server_env(dict(config.env), files_dir)
     with (workdir / "server.log").open("wb") as log:
-        process = subprocess.Popen(
-            argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=ROOT_DIR,
-            start_new_session=True,
-        )
+        process = spawn(argv, env=env, cwd=ROOT_DIR, log=log)
     server = Server(process, port, workdir)
     try:
         deadline = time.monotonic() + config.ready_timeout
@@ -426,19 +410,7 @@ def run_server(
 
 def stop(server: Server, timeout: float = 10.0) -> None:
     """SIGTERM the process group we started, SIGKILL it if it lingers."""
-    pgid = server.pid  # start_new_session: the group id is the leader's pid
-    if server.process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGTERM)
-        try:
-            server.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGKILL)
-            server.process.wait(timeout)
-    # Workers of a leader that is gone must not outlive it.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
+    stop_process(server.process, timeout)
 
 
 # -- checking the bytes ------------------------------------------------------

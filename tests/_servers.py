@@ -1,7 +1,8 @@
 """Start real servers on 127.0.0.1 for integration tests, and stop them by PID.
 
-Shared by every integration test module: one way to pick a port, wait until the
-server answers, read its output when it fails, and count its open descriptors.
+The one subprocess runner of the project: every integration test module and the
+benchmarks (``benchmarks/_harness.py``) pick a port, start a server in its own
+process group and stop that group the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 HOST = "127.0.0.1"
 TESTS_DIR = Path(__file__).resolve().parent
@@ -69,21 +71,46 @@ def _wait_ready(server: Server, timeout: float) -> None:
     raise RuntimeError(f"server not ready after {timeout}s:\n{server.log()}")
 
 
-def stop(server: Server, timeout: float = 10.0) -> None:
+def spawn(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: str | os.PathLike[str],
+    log: IO[bytes],
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a new session (its own process group, so that it and its
+    workers can be stopped together and nothing else), output to ``log``."""
+    return subprocess.Popen(
+        list(argv),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=dict(env),
+        cwd=cwd,
+        start_new_session=True,
+    )
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     """SIGTERM the process group we started (the server and its workers), then
     SIGKILL whatever is left; only PIDs we started are signalled."""
-    if server.process.poll() is None:
+    if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
+            os.killpg(process.pid, signal.SIGTERM)
         try:
-            server.process.wait(timeout)
+            process.wait(timeout)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGKILL)
-            server.process.wait(timeout)
-    else:  # the leader is gone; make sure no worker of its group outlives it
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout)
+    # Workers of a leader that is gone must not outlive it.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def stop(server: Server, timeout: float = 10.0) -> None:
+    """:func:`stop_process` for a server started by :func:`run_server`."""
+    stop_process(server.process, timeout)
 
 
 @contextlib.contextmanager
@@ -106,14 +133,7 @@ def run_server(
         full_env.update(env)
     with tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
-        process = subprocess.Popen(
-            list(argv),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=full_env,
-            cwd=cwd or TESTS_DIR,
-            start_new_session=True,
-        )
+        process = spawn(argv, env=full_env, cwd=cwd or TESTS_DIR, log=log)
     server = Server(process, port, log_path)
     try:
         _wait_ready(server, ready_timeout)

@@ -12,36 +12,24 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from _fakes import CAPABILITIES, PATHSEND, ZEROCOPYSEND, Message
+from _fakes import AsgiServer as Server
+from _multipart import parse_byteranges
 from apps.asgi_app import DEBUG_HEADER, create_app, wrap
-from apps.asgi_support import parse_byteranges
+from conftest import open_fds
 
-from zcmiddleware import ZeroCopyMiddleware
-from zcmiddleware._files import (
-    ABORTS_SHORT_FILES,
-    FileChangedError,
-    NotARegularFileError,
-    open_file,
-)
+from zcmiddleware import ABORTS_SHORT_FILES, ZeroCopyMiddleware
+from zcmiddleware._errors import FileShrankError, NotARegularFileError
+from zcmiddleware._files import open_fd
 
-Message = MutableMapping[str, Any]
-
-PATHSEND = "http.response.pathsend"
-ZEROCOPYSEND = "http.response.zerocopysend"
 SIZE = 300_000  # more than one default chunk, so the fallback sends several bodies
 DATA = os.urandom(SIZE)
-
-CAPABILITIES: dict[str, dict[str, Any]] = {
-    "none": {},
-    "pathsend": {PATHSEND: {}},
-    "zerocopysend": {ZEROCOPYSEND: {}},
-    "both": {PATHSEND: {}, ZEROCOPYSEND: {}},
-}
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -63,84 +51,6 @@ def directory(tmp_path: Path) -> Path:
     (tmp_path / "secret.bin").write_bytes(b"secret")
     (public / "escape.bin").symlink_to(tmp_path / "secret.bin")
     return tmp_path
-
-
-class Server:
-    """A recorded server: what it offers, what it was sent, the body it would write."""
-
-    def __init__(
-        self,
-        extensions: Mapping[str, Any],
-        *,
-        spec_version: str = "2.3",
-        fail_send_after: int | None = None,
-        disconnect_after: int | None = None,
-    ) -> None:
-        self.extensions = dict(extensions)
-        self.spec_version = spec_version
-        self.messages: list[Message] = []
-        self.body = bytearray()
-        self.files: list[Any] = []  # file objects handed over by zerocopysend
-        self.fail_send_after = fail_send_after
-        self.disconnect_after = disconnect_after
-        self.disconnected = anyio.Event()
-
-    def scope(self, method: str, path: str, headers: Sequence[tuple[str, str]] = ()) -> Message:
-        scope: Message = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": self.spec_version},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
-            "client": ("127.0.0.1", 1234),
-            "server": ("127.0.0.1", 80),
-        }
-        if self.extensions:
-            scope["extensions"] = self.extensions
-        return scope
-
-    async def receive(self) -> Message:
-        await self.disconnected.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(self, message: Message) -> None:
-        if self.fail_send_after is not None and len(self.messages) >= self.fail_send_after:
-            raise OSError("client disconnected")  # what ASGI 2.4 servers raise
-        self.messages.append(message)
-        kind = message["type"]
-        if kind == "http.response.body":
-            self.body += message.get("body", b"")
-        elif kind == PATHSEND:
-            with open(message["path"], "rb") as f:  # noqa: ASYNC230 (a test's small file)
-                self.body += f.read()
-        elif kind == ZEROCOPYSEND:
-            # Like os.sendfile: whatever the file holds now, possibly short.
-            self.files.append(message["file"])
-            self.body += os.pread(message["file"].fileno(), message["count"], message["offset"])
-        if self.disconnect_after is not None and len(self.messages) >= self.disconnect_after:
-            self.disconnected.set()
-
-    @property
-    def types(self) -> list[str]:
-        return [m["type"] for m in self.messages]
-
-    @property
-    def start(self) -> Message:
-        assert self.messages[0]["type"] == "http.response.start", self.types
-        return self.messages[0]
-
-    @property
-    def status(self) -> int:
-        return int(self.start["status"])
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {k.decode(): v.decode() for k, v in self.start["headers"]}
 
 
 async def request(
@@ -281,25 +191,27 @@ async def test_if_none_match_gives_304(directory: Path, capability: str) -> None
     assert "content-type" not in headers
 
 
-async def test_static_files_304_comes_from_the_planner(directory: Path) -> None:
+async def test_static_files_answers_its_own_304_as_without_the_middleware(
+    directory: Path,
+) -> None:
+    # StaticFiles answers If-None-Match itself (before If-Match, RFC 9110 §13.2.2 would
+    # say 412): that answer is the app's, not a file response, and the middleware
+    # leaves it exactly as the app gives it (issue: drop-in safety).
+    from starlette.staticfiles import StaticFiles
+
+    bare = StaticFiles(directory=str(directory))
     app = wrap(str(directory))
     first = await request(app, Server({}), path="/static/data.bin")
     assert bytes(first.body) == DATA
     etag = first.headers["etag"]
-    # If-Match fails: 412 comes before If-None-Match's 304 (§13.2.2), which StaticFiles
-    # would have answered itself had it seen the header.
-    server = await request(
-        app,
-        Server({}),
-        path="/static/data.bin",
-        headers=[("If-None-Match", etag), ("If-Match", '"other"')],
-    )
-    assert server.status == 412
-    server = await request(
-        app, Server({}), path="/static/data.bin", headers=[("If-None-Match", etag)]
-    )
-    assert server.status == 304
-    assert server.headers["last-modified"] == first.headers["last-modified"]
+    for headers in ([("If-None-Match", etag), ("If-Match", '"other"')], [("If-None-Match", etag)]):
+        with_mw = await request(app, Server({}), path="/static/data.bin", headers=headers)
+        without = Server({})
+        scope = without.scope("GET", "/data.bin", headers)
+        await bare(scope, without.receive, without.send)
+        assert (with_mw.status, bytes(with_mw.body)) == (without.status, bytes(without.body))
+        assert with_mw.status == 304
+        assert with_mw.headers == without.headers
 
 
 async def test_if_match_failure_gives_412(directory: Path, capability: str) -> None:
@@ -353,7 +265,9 @@ async def test_app_is_offered_pathsend_never_zerocopysend_and_server_scope_is_un
     (app_scope,) = seen
     assert set(app_scope["extensions"]) == set(original_extensions) - {ZEROCOPYSEND} | {PATHSEND}
     assert app_scope["method"] == "GET"
-    assert app_scope["headers"] == []
+    # Range is hidden (the framework must hand over the whole file); the conditional
+    # fields are not, so a response that is not a file keeps the app's own 304.
+    assert app_scope["headers"] == [(b"if-none-match", b'"a"')]
     assert scope == original
     assert scope.get("extensions", {}) == original_extensions
     assert server.types == ["http.response.start", "http.response.body"]
@@ -487,7 +401,7 @@ async def test_sendfile_header_refusals_reveal_no_path(
     assert not any(str(directory) in v for v in server.headers.values())
     assert "x-sendfile" not in server.headers
     assert b"secret" not in server.body
-    assert any("X-Sendfile" in r.getMessage() for r in caplog.records)
+    assert any("x-sendfile" in r.getMessage().lower() for r in caplog.records)
 
 
 def test_sendfile_header_requires_roots() -> None:
@@ -496,10 +410,6 @@ def test_sendfile_header_requires_roots() -> None:
 
 
 # ----------------------------------------------------------- errors, disconnects, leaks
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 async def test_pathsend_of_a_directory_is_the_apps_error(tmp_path: Path) -> None:
@@ -535,12 +445,12 @@ async def test_cancelled_while_opening_leaks_no_descriptor(
     opened = threading.Event()
 
     def slow_open(path: str) -> Any:
-        result = open_file(path)
+        result = open_fd(path)
         opened.set()
         time.sleep(0.2)
         return result
 
-    monkeypatch.setattr(asgi_module, "open_file", slow_open)
+    monkeypatch.setattr(asgi_module, "open_fd", slow_open)
     before = open_fds()
     server = Server(CAPABILITIES["zerocopysend"])
     with anyio.move_on_after(0.05):
@@ -582,7 +492,7 @@ async def test_file_shrinking_during_fallback_aborts(directory: Path) -> None:
         if message["type"] == "http.response.body":
             os.truncate(directory / "data.bin", 5000)
 
-    with pytest.raises(FileChangedError):
+    with pytest.raises(FileShrankError):
         await wrap(str(directory), chunk_size=4096)(
             server.scope("GET", "/download"), server.receive, shrinking_send
         )
@@ -599,7 +509,7 @@ async def test_file_shrinking_during_zerocopysend_aborts(directory: Path) -> Non
             os.truncate(directory / "data.bin", 5000)
         await server.send(message)
 
-    with pytest.raises(FileChangedError):
+    with pytest.raises(FileShrankError):
         await wrap(str(directory))(server.scope("GET", "/download"), server.receive, shrinking_send)
     assert server.types == ["http.response.start", ZEROCOPYSEND]  # the final body never went
     assert len(server.body) == 5000
@@ -674,3 +584,16 @@ async def test_sendfile_header_never_leaks_when_trailers_follow(directory: Path)
     assert server.types[0] == "http.response.start"
     assert "x-sendfile" not in server.headers
     assert all(b"passwd" not in v for _, v in server.start["headers"])
+
+
+async def test_sendfile_header_file_never_goes_by_pathsend(directory: Path) -> None:
+    # The server would open the path again, after our check of what we opened: the
+    # checked descriptor is what goes out (by the fallback on a pathsend-only server).
+    inside = directory / "public" / "inside.bin"
+    server = Server(CAPABILITIES["pathsend"])
+    scope = server.scope("GET", "/xsendfile")
+    scope["query_string"] = f"path={inside}".encode()
+    await wrap(str(directory))(scope, server.receive, server.send)
+    assert bytes(server.body) == DATA[:1000]
+    assert PATHSEND not in server.types
+    assert server.headers[DEBUG_HEADER.lower()] == "fallback"

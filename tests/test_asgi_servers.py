@@ -197,7 +197,7 @@ def test_disconnect_mid_file_leaks_no_descriptor(
     assert client.get("/download").content == DATA  # still serving
 
 
-# ------------------------------------------------------- every line of HTTP.md, per server
+# -------------------------------------------------- every line of docs/http.md, per server
 
 S = SIZE
 FULL = (200, DATA)

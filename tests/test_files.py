@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from zcmiddleware._errors import FileShrankError, NotARegularFileError, SendfileRootError
 from zcmiddleware._files import (
-    FileChangedError,
-    NotARegularFileError,
-    SendfileRootError,
     check_size,
     facts_of,
     iter_segments,
@@ -130,7 +128,7 @@ def test_read_exactly_and_shrinking(data_file: Path) -> None:
         assert read_exactly(fd, 100, 50) == DATA[100:150]
         assert read_exactly(fd, 0, 0) == b""
         os.truncate(data_file, 120)
-        with pytest.raises(FileChangedError, match="ended at byte 120 .* announced 150"):
+        with pytest.raises(FileShrankError, match="ended at byte 120 .* announced 150"):
             read_exactly(fd, 100, 50)
 
 
@@ -163,7 +161,7 @@ def test_iter_segments_aborts_when_the_file_shrinks(data_file: Path) -> None:
         chunks = iter_segments(file.fileno(), [FileSlice(0, len(DATA))], chunk_size=4096)
         assert next(chunks) == DATA[:4096]
         os.truncate(data_file, 5000)
-        with pytest.raises(FileChangedError):
+        with pytest.raises(FileShrankError):
             list(chunks)
 
 
@@ -188,5 +186,10 @@ def test_check_size(data_file: Path) -> None:
         check_size(file.fileno(), len(DATA))  # the whole file is still there
         os.truncate(data_file, 100)
         check_size(file.fileno(), 100)
-        with pytest.raises(FileChangedError, match="file is 100 bytes, .* up to 101"):
+        with pytest.raises(FileShrankError, match="file is 100 bytes, .* up to 101"):
             check_size(file.fileno(), 101)
+
+
+def test_a_path_with_a_nul_byte_is_outside_every_root(tmp_path: Path) -> None:
+    with pytest.raises(SendfileRootError):
+        resolve_in_roots(f"{tmp_path}/a\0b", [str(tmp_path)])

@@ -1,6 +1,6 @@
-"""The planning core, row by row against ../shared/HTTP.md (RFC 9110).
+"""The planning core, row by row against docs/http.md (RFC 9110).
 
-Each group below is one section of HTTP.md; each row one line of it or an edge
+Each group below is one section of docs/http.md; each row one line of it or an edge
 case around it. Properties that must hold for any input are in
 test_http_properties.py.
 """
@@ -17,6 +17,7 @@ from zcmiddleware._http import (
     FileFacts,
     FileSlice,
     Plan,
+    choose_coding,
     format_http_date,
     header_map,
     make_etag,
@@ -24,6 +25,8 @@ from zcmiddleware._http import (
     parse_http_date,
     parse_range,
     plan_response,
+    sends_no_file,
+    variant_headers,
 )
 
 SIZE = 1000
@@ -432,6 +435,44 @@ def test_206_drops_app_length_and_transfer_encoding() -> None:
     assert "transfer-encoding" not in headers
 
 
+@pytest.mark.parametrize("status", [100, 103, 204, 304, 412, 416])
+def test_statuses_that_send_no_file_never_carry_its_bytes(status: int) -> None:
+    # The app chose them: its headers go out, without the file (§15.2, §15.3.5,
+    # §15.4.5, §15.5.13, §15.5.17), whatever the request asks for.
+    assert sends_no_file(status)
+    for method, request in (("GET", {}), ("GET", {"range": "bytes=0-9"}), ("HEAD", {})):
+        p = plan_response(method, request, status, FACTS, APP_HEADERS)
+        assert (p.kind, p.status, p.segments) == ("bodiless", status, ())
+        headers = final(p, APP_HEADERS)
+        assert "etag" not in headers and "accept-ranges" not in headers
+        if status == 304:
+            assert headers["content-length"] == "999999"  # the app's: it describes the 200
+        elif status in (412, 416):
+            assert headers["content-length"] == "0"
+        else:
+            assert "content-length" not in headers  # §8.6: never in a 1xx or 204
+
+
+@pytest.mark.parametrize("status", [200, 201, 206, 404, 500])
+def test_other_statuses_send_the_file(status: int) -> None:
+    assert not sends_no_file(status)
+
+
+def test_without_range_handling_the_request_is_not_read_and_no_ranges_are_promised() -> None:
+    p = plan_response(
+        "GET", {"range": "bytes=0-9", "if-none-match": "*"}, 200, FACTS, [], handle_ranges=False
+    )
+    assert (p.kind, p.status, slices(p)) == ("full", 200, [(0, SIZE)])
+    headers = final(p, [])
+    assert "accept-ranges" not in headers
+    assert headers["etag"] == ETAG
+    own = [("Accept-Ranges", "bytes")]  # the app's own promise is the app's to keep
+    assert (
+        final(plan_response("GET", {}, 200, FACTS, own, handle_ranges=False), own)["accept-ranges"]
+        == "bytes"
+    )
+
+
 @pytest.mark.parametrize("status", [201, 203, 404, 410, 500])
 def test_only_a_200_is_subject_to_range_and_conditionals(status: int) -> None:
     p = plan(
@@ -573,3 +614,64 @@ def test_entity_tag_str() -> None:
 def test_parse_range_returns_specs_as_written() -> None:
     assert parse_range("bytes=0-4, 9-, -3") == [(0, 4), (9, None), (None, 3)]
     assert parse_range("bytes=0-4,x") is None
+
+
+# ----------------------------------------------- content codings (§12.5.3, §8.8.3)
+
+
+@pytest.mark.parametrize(
+    ("accept", "offered", "chosen"),
+    [
+        (None, ("br", "gzip"), None),  # no field: identity, as a client asking nothing expects
+        ("", ("br", "gzip"), None),
+        ("gzip, deflate, br", ("br", "gzip"), "br"),  # ties go to the server's order
+        ("gzip, deflate, br", ("gzip", "br"), "gzip"),
+        ("br;q=0.5, gzip;q=0.8", ("br", "gzip"), "gzip"),
+        ("br;q=0, gzip", ("br", "gzip"), "gzip"),
+        ("br;q=0", ("br",), None),
+        ("*", ("br", "gzip"), "br"),
+        ("*;q=0.1, br;q=0", ("br", "gzip"), "gzip"),
+        ("gzip;q=0.5, identity", ("gzip",), None),  # identity preferred
+        ("gzip;q=0.5, identity;q=0.5", ("gzip",), "gzip"),  # a coding wins a tie
+        ("identity;q=0", ("br",), None),  # nothing acceptable offered: identity anyway
+        ("identity;q=1, *;q=0", ("br", "gzip"), None),  # Chrome's media requests
+        ("GZIP", ("gzip",), "gzip"),  # codings are case-insensitive
+        ("gzip;q=2, br;q=abc, zstd;level=3", ("gzip", "br", "zstd"), None),  # malformed
+        ("gzip ; q=0.250", ("gzip",), "gzip"),
+        ("gzip", (), None),
+    ],
+)
+def test_choose_coding(accept: str | None, offered: tuple[str, ...], chosen: str | None) -> None:
+    assert choose_coding(accept, offered) == chosen
+
+
+def test_a_coded_variant_has_its_own_etag_encoding_and_vary() -> None:
+    variant = FileFacts(400, FACTS.mtime_ns + 1)
+    app = [("Content-Type", "text/javascript"), ("Vary", "Cookie"), ("Content-Length", "1")]
+    headers = dict(variant_headers(app, "br", variant))
+    assert headers["content-encoding"] == "br"
+    assert headers["vary"] == "Cookie, Accept-Encoding"
+    assert headers["etag"] == make_etag(variant, "br") != make_etag(variant)
+    assert "Content-Length" not in headers and headers["Content-Type"] == "text/javascript"
+    # The app's own tag, made distinct; weak stays weak.
+    tagged = dict(variant_headers([("ETag", 'W/"v1"')], "gzip", variant))
+    assert tagged["etag"] == 'W/"v1-gzip"'
+    assert dict(variant_headers([("ETag", "junk")], "gzip", variant))["etag"] == make_etag(
+        variant, "gzip"
+    )
+
+
+def test_identity_beside_a_variant_varies_on_accept_encoding() -> None:
+    headers = variant_headers([("Vary", "accept-encoding")], None, FACTS)
+    assert headers == [("vary", "accept-encoding")]
+    assert variant_headers([("Vary", "*")], None, FACTS) == [("vary", "*")]
+    assert variant_headers([], None, FACTS) == [("vary", "Accept-Encoding")]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain\r\nX-Injected: 1", "a\nb", "a\0b"])
+def test_a_content_type_that_breaks_lines_is_never_repeated_into_parts(content_type: str) -> None:
+    # §5.5: CR, LF, NUL are never part of a field value; in a part header they would
+    # start a line of their own inside the body. The file is served once instead.
+    app = [("Content-Type", content_type)]
+    p = plan(range="bytes=0-1,5-6", app=app)
+    assert (p.kind, p.status, slices(p)) == ("full", 200, [(0, SIZE)])

@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _fakes import Environ
+from _fakes import WsgiServer as FakeServer
 from gunicorn.http.wsgi import FileWrapper as GunicornFileWrapper
 
 from zcmiddleware import ZeroCopyWSGIMiddleware
-from zcmiddleware._files import FileChangedError
-from zcmiddleware._wsgi import _SlicedFile
+from zcmiddleware._errors import FileShrankError
+from zcmiddleware._wsgi_body import _SlicedFile
 
 SIZE = 100_000
-Environ = dict[str, Any]
 
 
 @pytest.fixture
@@ -40,46 +41,6 @@ class CountingFile(io.FileIO):
     def close(self) -> None:
         type(self).closes += 1
         super().close()
-
-
-class FakeServer:
-    """Just enough of a WSGI server: records start_response calls and write()s, and
-    re-raises exc_info once headers went out, as PEP 3333 asks."""
-
-    def __init__(self, **environ: Any) -> None:
-        self.environ: Environ = {
-            "REQUEST_METHOD": "GET",
-            "PATH_INFO": "/",
-            "SCRIPT_NAME": "",
-            "wsgi.url_scheme": "http",
-            **environ,
-        }
-        self.calls: list[tuple[str, list[tuple[str, str]]]] = []
-        self.written: list[bytes] = []
-        self.headers_sent = False
-
-    def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
-    ) -> Callable[[bytes], None]:
-        if exc_info is not None and self.headers_sent:
-            raise exc_info[1].with_traceback(exc_info[2])
-        self.calls.append((status, headers))
-        return self.write
-
-    def write(self, data: bytes) -> None:
-        self.headers_sent = True
-        self.written.append(data)
-
-    def run(self, app: Any) -> tuple[str, dict[str, str], bytes]:
-        result = app(self.environ, self.start_response)
-        try:
-            body = b"".join(self.written) + b"".join(result)
-        finally:
-            if hasattr(result, "close"):
-                result.close()
-        assert len(self.calls) == 1, self.calls
-        status, headers = self.calls[0]
-        return status, {k.lower(): v for k, v in headers}, body
 
 
 def file_app(
@@ -187,7 +148,7 @@ def test_gunicorn_wrapper_close_reports_a_shrunken_file(tmp_path: Path) -> None:
         server.environ, server.start_response
     )
     os.truncate(tmp_path / "data.bin", 10)
-    with pytest.raises(FileChangedError):
+    with pytest.raises(FileShrankError):
         result.close()
     assert CountingFile.closes == 1
 
@@ -200,7 +161,7 @@ def test_iterator_aborts_when_the_file_shrinks(tmp_path: Path) -> None:
     )
     os.truncate(tmp_path / "data.bin", 10_000)
     try:
-        with pytest.raises(FileChangedError):
+        with pytest.raises(FileShrankError):
             b"".join(result)
     finally:
         result.close()  # type: ignore[attr-defined]

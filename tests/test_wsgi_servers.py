@@ -1,7 +1,7 @@
 """ZeroCopyWSGIMiddleware on real servers on 127.0.0.1: gunicorn (sync, gthread),
 waitress, Werkzeug's dev server and uWSGI, each with a Flask and a Django app.
 
-Exact bytes for every line of HTTP.md that a client can see, a 5 GiB sparse file
+Exact bytes for every line of docs/http.md that a client can see, a 5 GiB sparse file
 read past 2**32, a file that shrinks mid-send, and -- on gunicorn -- proof that the
 body went through ``sendfile(2)`` in the worker and through no read loop.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -19,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _multipart import parse_spans
 from _servers import HOST, Server, free_port, python, run_server
 
 pytestmark = pytest.mark.integration
@@ -106,7 +106,7 @@ def expected_path(server_name: str, end: int = 0) -> str:
     return "fallback"
 
 
-# ------------------------------------------------------------------ HTTP.md lines
+# ------------------------------------------------------------- docs/http.md lines
 
 
 def test_full(server: tuple[Server, str, str], data_dir: Path) -> None:
@@ -134,37 +134,27 @@ def test_single_range(server: tuple[Server, str, str], data_dir: Path) -> None:
     assert (status, body) == (206, data[-100:])
 
 
-def parse_multipart(content_type: str, body: bytes, size: int) -> list[tuple[int, int, bytes]]:
-    """Parts of a multipart/byteranges body, framing checked byte for byte (§14.6)."""
-    boundary = re.fullmatch(r"multipart/byteranges; boundary=(\S+)", content_type)
-    assert boundary is not None, content_type
-    delimiter = b"--" + boundary.group(1).encode()
-    parts, pos = [], 0
-    while True:
-        assert body.startswith((b"\r\n" if parts else b"") + delimiter, pos)
-        pos += len(delimiter) + (2 if parts else 0)
-        if body[pos:] == b"--\r\n":
-            return parts
-        head_end = body.index(b"\r\n\r\n", pos)
-        head = body[pos + 2 : head_end].decode("latin-1")
-        m = re.search(rf"Content-Range: bytes (\d+)-(\d+)/{size}", head)
-        assert m is not None, head
-        first, last = int(m.group(1)), int(m.group(2))
-        pos = head_end + 4
-        parts.append((first, last, body[pos : pos + last - first + 1]))
-        pos += last - first + 1
-
-
 def test_multipart(server: tuple[Server, str, str], data_dir: Path) -> None:
     s, _, _ = server
     data = (data_dir / "data.bin").read_bytes()
     status, headers, body = fetch(s, "/file/data.bin", {"Range": "bytes=0-9, 500000-999999, -7"})
     assert status == 206, s.log()
     assert headers["content-length"] == str(len(body))
-    parts = parse_multipart(headers["content-type"], body, SIZE)
-    assert [(a, b) for a, b, _ in parts] == [(0, 9), (500000, 999999), (SIZE - 7, SIZE - 1)]
-    for first, last, chunk in parts:
-        assert chunk == data[first : last + 1]
+    parts = parse_spans(headers["content-type"], body)
+    assert [(a, b) for a, b, _ in parts] == [(0, 10), (500000, 1000000), (SIZE - 7, SIZE)]
+    for start, stop, chunk in parts:
+        assert chunk == data[start:stop]
+
+
+def test_a_pages_own_304_is_kept(server: tuple[Server, str, str]) -> None:
+    # Not a file: the app's own conditional GET answers, as without the middleware.
+    s, _, _ = server
+    status, headers, body = fetch(s, "/page")
+    assert (status, body, headers["etag"]) == (200, b"a page, not a file", '"page-v1"')
+    status, headers, body = fetch(s, "/page", {"If-None-Match": '"page-v1"'})
+    assert (status, body) == (304, b"")
+    status, _, _ = fetch(s, "/page", {"If-None-Match": '"other"'})
+    assert status == 200
 
 
 def test_head(server: tuple[Server, str, str]) -> None:

@@ -3,39 +3,45 @@
 The middleware sits between the server and the app. It offers the app
 ``http.response.pathsend`` (in a copy of the scope), so a framework's file response
 arrives as ``http.response.start`` + ``http.response.pathsend``. It then opens the file
-itself (once, off the event loop), asks the planning core (:mod:`._http`) what to
-answer -- 200, 206, multipart, 304, 412, 416 -- and delivers the body by the best path
-the *server* offers:
-
-* ``http.response.zerocopysend``: every body, ranges and multipart included;
-* ``http.response.pathsend``: whole-file bodies; ranges go by the fallback;
-* otherwise the fallback: ``pread`` in a worker thread, one chunk in memory at a time.
-
+itself (once, off the event loop), asks :func:`._serve.answer_file` what to answer,
+and delivers the body by the best path the server offers (:mod:`._asgi_body`).
 Everything that is not a file response passes through untouched.
+
+What the app sees (docs/asgi.md, "What changes in your app"): on GET and HEAD the
+request's ``Range`` and ``If-Range`` are hidden, so that a framework hands over the
+whole file, and HEAD reaches the app as GET (Starlette names no file for HEAD); the
+conditional fields stay, so the app's own 304s and 412s still happen.
 """
 
 from __future__ import annotations
 
-import asyncio
+import copy
+import enum
 import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
-from typing import Any, BinaryIO, Literal, TypeVar
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
-import anyio.to_thread
+import anyio.lowlevel
 
-from ._files import (
+from ._aio import off_loop
+from ._asgi_body import fdopen, send_fallback, send_zerocopy
+from ._errors import ClientGone, SendfileRootError
+from ._files import open_fd, open_in_roots
+from ._http import RANGE_FIELDS, sends_no_file
+from ._options import (
     ABORTS_SHORT_FILES,
-    DEFAULT_CHUNK_SIZE,
-    SendfileRootError,
-    check_size,
-    open_file,
-    read_exactly,
-    resolve_in_roots,
+    PATHSEND,
+    ZEROCOPYSEND,
+    Configured,
+    Delivery,
+    Options,
+    error_answer,
 )
-from ._http import FileFacts, FileSlice, Plan, Segment, header_map, plan_response
+from ._serve import FileAnswer, answer_file, bodiless_headers, request_fields
 
 __all__ = ["ZeroCopyMiddleware"]
 
@@ -45,478 +51,471 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: How the body of a file response went out. ``none``: there was no body to send
-#: (HEAD, 304, 412, 416, an empty file).
-Delivery = Literal["zerocopysend", "pathsend", "fallback", "none"]
-
-PATHSEND = "http.response.pathsend"
-ZEROCOPYSEND = "http.response.zerocopysend"
-
 logger = logging.getLogger("zcmiddleware.asgi")
 
-# The middleware answers these itself for file responses. Hidden from the app on GET
-# and HEAD so that the framework sends the whole file by path instead of its own 206
-# (Starlette turns pathsend off for any Range) or its own 304 (StaticFiles answers
-# If-None-Match itself, without Last-Modified and before If-Match is looked at,
-# RFC 9110 §13.2.2).
-_HIDDEN_REQUEST_HEADERS = frozenset(
-    {
-        b"range",
-        b"if-range",
-        b"if-match",
-        b"if-none-match",
-        b"if-modified-since",
-        b"if-unmodified-since",
-    }
-)
+_HIDDEN = frozenset(name.encode() for name in RANGE_FIELDS)
 
 
-class _Disconnected(Exception):
-    """The server's ``send`` failed: the client is gone. Ends the response quietly."""
-
-
-class ZeroCopyMiddleware:
+class ZeroCopyMiddleware(Configured[ASGIApp]):
     """Serve the app's file responses -- Range requests included -- zero-copy.
 
     ```python
-    app.add_middleware(ZeroCopyMiddleware)  # Starlette, FastAPI
+    app.add_middleware(ZeroCopyMiddleware)  # Starlette, FastAPI: add it last
     app = ZeroCopyMiddleware(app)  # any ASGI app
     ```
 
-    Add it outermost (outside GZip and ``BaseHTTPMiddleware``), so that it is the
-    layer that talks to the server.
+    It must be the outermost middleware (added last), so that it talks to the server
+    itself; wrapped by another one it still answers correctly, without zerocopysend.
 
-    Options:
+    Options (the same on ``ZeroCopyWSGIMiddleware``):
 
-    * ``handle_ranges`` -- answer Range and conditional requests (``If-Match``,
-      ``If-None-Match``, ``If-Modified-Since``, ``If-Unmodified-Since``, ``If-Range``)
-      for file responses. On GET and HEAD those request headers are hidden from the
-      app and HEAD reaches the app as GET, so the app always produces the plain
-      whole-file response that the middleware then answers from. Turn it off for apps
-      that answer such requests themselves.
-    * ``exclude_paths`` -- path prefixes (``scope["path"]``) left to the app as if
+    * ``handle_ranges`` -- answer Range and conditional requests for file responses
+      (docs/http.md). Off: the app answers them itself, and no ``Accept-Ranges`` is
+      promised for it.
+    * ``exclude_paths`` -- a path prefix, or several, left to the app as if
       ``handle_ranges`` were off; their file responses still go zero-copy.
     * ``sendfile_header`` -- opt-in X-Sendfile style: a response carrying this header
       (e.g. ``"X-Sendfile"``) is served from the file it names. The header never
       reaches the client.
-    * ``sendfile_roots`` -- directories a ``sendfile_header`` path must lie in, with
-      symlinks resolved; required with ``sendfile_header``. A path outside them is
-      refused with a 500 and an error log line; the answer names no path.
-    * ``chunk_size`` -- bytes per read on the fallback path (see ``docs/asgi.md``).
+    * ``sendfile_roots`` -- a directory, or several, that a ``sendfile_header`` path
+      must lie in, symlinks resolved; required with ``sendfile_header``. Outside them:
+      a 500 and an error log line; the answer names no path.
+    * ``chunk_size`` -- bytes per read where the file is read in Python.
     * ``debug_header`` -- if set (e.g. ``"X-ZeroCopy-Path"``), file responses carry
-      this header naming the path that sent the body: ``zerocopysend``, ``pathsend``,
-      ``fallback`` or ``none``. The same is always logged at DEBUG level on the
-      ``zcmiddleware.asgi`` logger.
+      this header naming the path that sent the body (:class:`Delivery`). The same is
+      always logged at DEBUG level on the ``zcmiddleware.asgi`` logger.
+    * ``precompressed`` -- content codings (``"br"``, ``"gzip"``, ``"zstd"``) whose
+      precompressed variants (``file.br``, ``file.gz``, ``file.zst``) are served, in
+      this order of preference, to clients that accept them.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        handle_ranges: bool = True,
-        exclude_paths: Sequence[str] = (),
-        sendfile_header: str | None = None,
-        sendfile_roots: Sequence[str | os.PathLike[str]] = (),
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        debug_header: str | None = None,
-    ) -> None:
-        if sendfile_header is not None and not sendfile_roots:
-            raise ValueError("sendfile_header needs at least one directory in sendfile_roots")
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be positive, not {chunk_size!r}")
-        self.app = app
-        self.handle_ranges = handle_ranges
-        self.exclude_paths = tuple(exclude_paths)
-        self.sendfile_header_name = sendfile_header or ""
-        self.sendfile_header = (
-            sendfile_header.lower().encode("latin-1") if sendfile_header else None
-        )
-        self.sendfile_roots = tuple(sendfile_roots)
-        self.chunk_size = chunk_size
-        self.debug_header = debug_header.lower().encode("latin-1") if debug_header else None
+    _compressor: object = None
+    _looked_for_compressor = False
+    _warned_outer = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        server_extensions = scope.get("extensions") or {}
-        handles = self.handle_ranges and not scope["path"].startswith(self.exclude_paths)
-        app_scope = dict(scope)
-        # Never zerocopysend: GZipMiddleware drops it and BaseHTTPMiddleware asserts on
-        # it. pathsend passes through both, and names the file for us.
-        app_scope["extensions"] = {
-            **{k: v for k, v in server_extensions.items() if k != ZEROCOPYSEND},
-            PATHSEND: {},
-        }
-        if handles and scope["method"] in ("GET", "HEAD"):
-            app_scope["headers"] = [
-                (name, value)
-                for name, value in scope["headers"]
-                if name.lower() not in _HIDDEN_REQUEST_HEADERS
-            ]
-            # HEAD answers with the status and headers GET would have (RFC 9110 §9.3.2);
-            # asking the app for GET makes a framework's file response arrive as
-            # pathsend (Starlette's FileResponse names no path for HEAD). The body of
-            # anything else is dropped on the way out.
-            app_scope["method"] = "GET"
-        responder = _Responder(self, scope, receive, send, handles, server_extensions)
-        await self.app(app_scope, receive, responder.send)
+        if not self._looked_for_compressor:
+            self._compressor = _find_compressor(self.app)
+            self._looked_for_compressor = True
+        exchange = _Exchange(self, scope, receive, send)
+        responder = _Responder(exchange)
+        if exchange.head_as_get:
+            with exchange.app_cancel:
+                await self.app(exchange.app_scope(), receive, responder.send)
+        else:
+            await self.app(exchange.app_scope(), receive, responder.send)
         await responder.finish()
 
+    def warn_outer_once(self, outer: str) -> None:
+        if not self._warned_outer:
+            self._warned_outer = True
+            logger.warning(
+                "ZeroCopyMiddleware is wrapped by %s, which does not forward "
+                "http.response.zerocopysend: ranges are read in Python. Make it the "
+                "outermost middleware: app.add_middleware(ZeroCopyMiddleware) after "
+                "every other add_middleware (or wrap the whole app with it).",
+                outer,
+            )
 
-class _Responder:
-    """One response: holds ``http.response.start`` until the next message says whether
-    this is a file response, then either delivers the file or passes everything on."""
 
-    def __init__(
-        self,
-        middleware: ZeroCopyMiddleware,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        handles: bool,
-        server_extensions: MutableMapping[str, Any],
-    ) -> None:
-        self.mw = middleware
+@dataclass(frozen=True)
+class _ServerPaths:
+    """The file paths the server offers that reach it through what wraps us."""
+
+    zerocopysend: bool
+    pathsend: bool
+    server_checks: bool  # the server aborts a short sendfile itself
+
+    @classmethod
+    def of(cls, mw: ZeroCopyMiddleware, scope: Scope, send: Send) -> _ServerPaths:
+        extensions = scope.get("extensions") or {}
+        zerocopy = extensions.get(ZEROCOPYSEND)
+        if zerocopy is not None and (outer := _non_forwarding_outer(mw, scope, send)):
+            mw.warn_outer_once(outer)
+            zerocopy = None
+        checks = isinstance(zerocopy, Mapping) and zerocopy.get(ABORTS_SHORT_FILES) is True
+        return cls(zerocopy is not None, PATHSEND in extensions, checks)
+
+
+# Middleware known to drop or reject ``http.response.zerocopysend`` (they forward
+# pathsend). Starlette's ServerErrorMiddleware, always outside user middleware,
+# forwards everything.
+_NON_FORWARDING_MODULES = ("starlette.middleware.base", "starlette.middleware.gzip")
+
+
+def _non_forwarding_outer(mw: ZeroCopyMiddleware, scope: Scope, send: Send) -> str:
+    """What wraps us and would lose zerocopysend, or "" when nothing is known to."""
+    module = getattr(getattr(send, "__func__", send), "__module__", None) or ""
+    if module in _NON_FORWARDING_MODULES:
+        return module
+    # Starlette and FastAPI: the stack is in the app's user_middleware, outermost first.
+    stack = getattr(scope.get("app"), "user_middleware", None)
+    if isinstance(stack, list):
+        for i, entry in enumerate(stack):
+            if getattr(entry, "cls", None) is type(mw):
+                return "" if i == 0 else repr(getattr(stack[0], "cls", stack[0]))
+    return ""
+
+
+class _Exchange:
+    """One request: what the app is shown, and what the server offers."""
+
+    def __init__(self, mw: ZeroCopyMiddleware, scope: Scope, receive: Receive, send: Send):
+        self.mw = mw
+        self.options: Options = mw.options
         self.scope = scope
         self.receive = receive
         self.server_send = send
-        self.handles = handles
-        self.server_extensions = server_extensions
         self.method: str = scope["method"]
-        self.start: Message | None = None
-        self.sendfile_path: bytes | None = None
-        # idle -> held -> streaming (not a file) | done (file sent)
-        # idle -> sendfile (X-Sendfile header seen) -> done | streaming
-        self.state: Literal["idle", "held", "sendfile", "streaming", "done"] = "idle"
+        self.handles = self.options.handles(scope["path"])
+        self.paths = _ServerPaths.of(mw, scope, send)
+        # HEAD answers with the status and headers GET would have (RFC 9110 §9.3.2);
+        # asking the app for GET makes a framework's file response arrive as pathsend.
+        self.head_as_get = self.handles and self.method == "HEAD"
+        self.app_cancel = anyio.CancelScope()
 
-    async def send(self, message: Message) -> None:
-        kind = message["type"]
-        if self.state == "streaming":
-            await self.server_send(self._strip_head_body(message))
-        elif kind == "http.response.start" and self.state == "idle":
-            self.start = message
-            self.state = "held"
-            if self.mw.sendfile_header is not None:
-                self.sendfile_path = _find_header(message, self.mw.sendfile_header)
-                if self.sendfile_path is not None:
-                    self.state = "sendfile"
-                    # Whatever happens next, the path never reaches the client.
-                    self.start = _without_header(message, self.mw.sendfile_header)
-        elif self.state == "held" and kind == PATHSEND:
-            self.state = "done"
-            await self._deliver_app_path(message["path"])
-        elif self.state == "sendfile" and kind in ("http.response.body", PATHSEND):
-            # The app's body of an X-Sendfile response is discarded; the file is sent
-            # once the app has finished its body.
-            if kind == PATHSEND or not message.get("more_body", False):
-                self.state = "done"
-                assert self.sendfile_path is not None
-                await self._deliver_sendfile_header(self.sendfile_path)
-        elif self.state == "done" and kind == "http.response.body":
-            pass  # the rest of an X-Sendfile response's own body
-        elif self.state in ("held", "sendfile"):
-            # Not a file response: release the start and pass everything on unbuffered.
-            assert self.start is not None
-            self.state = "streaming"
-            await self.server_send(self.start)
-            await self.server_send(self._strip_head_body(message))
-        else:
-            # Before the start (early hints) or after a file (trailers): not ours.
-            await self.server_send(message)
+    def app_scope(self) -> Scope:
+        scope = dict(self.scope)
+        extensions = self.scope.get("extensions") or {}
+        # Never zerocopysend: GZipMiddleware drops it and BaseHTTPMiddleware asserts on
+        # it. pathsend passes through both, and names the file for us.
+        scope["extensions"] = {
+            **{k: v for k, v in extensions.items() if k != ZEROCOPYSEND},
+            PATHSEND: {},
+        }
+        if self.handles and self.method in ("GET", "HEAD"):
+            headers = self.scope["headers"]
+            if any(name.lower() in _HIDDEN for name, _ in headers):
+                scope["headers"] = [(n, v) for n, v in headers if n.lower() not in _HIDDEN]
+            scope["method"] = "GET"
+        return scope
 
-    async def finish(self) -> None:
-        """The app returned: a start still held (no message followed it) goes out now,
-        or, for an X-Sendfile response without a body, the file."""
-        if self.state == "sendfile" and self.sendfile_path is not None:
-            self.state = "done"
-            await self._deliver_sendfile_header(self.sendfile_path)
-        elif self.state == "held" and self.start is not None:
-            self.state = "streaming"
-            await self.server_send(self.start)
-
-    def _strip_head_body(self, message: Message) -> Message:
-        # The app was asked for GET on behalf of a HEAD request: its body is not sent.
-        if (
-            self.method == "HEAD"
-            and message["type"] == "http.response.body"
-            and message.get("body")
-        ):
-            return {**message, "body": b""}
-        return message
-
-    # ---------------------------------------------------------------- file responses
-
-    async def _deliver_app_path(self, path: str) -> None:
-        # The app named the file: a failure to open it is the app's error to hear about
-        # (the response has not started, so the server answers 500).
-        file, facts = await _off_loop(open_file, path)
-        try:
-            await self._deliver(file, facts, path)
-        finally:
-            file.close()
-
-    async def _deliver_sendfile_header(self, raw_path: bytes) -> None:
-        path = os.fsdecode(raw_path)
-        try:
-            real, (file, facts) = await _off_loop(_open_in_roots, path, self.mw)
-        except SendfileRootError:
-            logger.error("%s header refused: %r is outside sendfile_roots", _name(self.mw), path)
-            await self._send_error(500)
-            return
-        except FileNotFoundError:
-            logger.error("%s header names a missing file: %r", _name(self.mw), path)
-            await self._send_error(404)
-            return
-        except OSError as exc:
-            logger.error("%s header: cannot serve %r: %s", _name(self.mw), path, exc)
-            await self._send_error(500)
-            return
-        try:
-            await self._deliver(file, facts, real)
-        finally:
-            file.close()
-
-    async def _send_error(self, status: int) -> None:
-        body = b"Not Found" if status == 404 else b"Internal Server Error"
-        headers = [(b"content-type", b"text/plain; charset=utf-8")]
-        headers.append((b"content-length", str(len(body)).encode()))
-        try:
-            await self._send_to_server(
-                {"type": "http.response.start", "status": status, "headers": headers}
-            )
-            await self._send_to_server({"type": "http.response.body", "body": body})
-        except _Disconnected:
-            pass
-
-    async def _deliver(self, file: BinaryIO, facts: FileFacts, path: str) -> None:
-        assert self.start is not None
-        start = self.start
-        app_headers = [
-            (name.decode("latin-1").lower(), value.decode("latin-1"))
-            for name, value in start.get("headers", ())
-            if name.lower() not in (self.mw.sendfile_header, self.mw.debug_header)
-        ]
-        plan = plan_response(
-            self.method, self._request_headers(), start.get("status", 200), facts, app_headers
-        )
-        delivery = self._choose(plan, facts)
-        headers = [
-            (name.encode("latin-1"), value.encode("latin-1"))
-            for name, value in plan.apply(app_headers)
-        ]
-        if self.mw.debug_header is not None:
-            headers.append((self.mw.debug_header, delivery.encode("ascii")))
-        logger.debug(
-            "%s %s -> %d %s, %d body bytes via %s",
-            self.method,
-            self.scope.get("path", ""),
-            plan.status,
-            plan.kind,
-            plan.body_length,
-            delivery,
-        )
-        try:
-            await self._send_to_server({**start, "status": plan.status, "headers": headers})
-            if delivery == "none":
-                await self._send_to_server({"type": "http.response.body", "body": b""})
-            elif delivery == "pathsend":
-                await self._send_to_server({"type": PATHSEND, "path": path})
-            else:
-                await self._send_body(file, plan.segments, delivery)
-        except _Disconnected:
-            logger.debug("client disconnected during %s %s", self.method, self.scope.get("path"))
-
-    def _request_headers(self) -> dict[str, str]:
-        # Decoded only for a file response, the one place they are read. Without
-        # handling, the app saw Range and the validators and chose to send the whole
-        # file: the planner is given no request headers to act on.
-        if not self.handles:
-            return {}
-        return header_map(
+    @functools.cached_property
+    def request(self) -> dict[str, str]:
+        """The request fields a file answer reads, as the client sent them."""
+        return request_fields(
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in self.scope["headers"]
         )
 
-    def _choose(self, plan: Plan, facts: FileFacts) -> Delivery:
-        if not plan.segments:
-            return "none"
-        if ZEROCOPYSEND in self.server_extensions:
-            return "zerocopysend"
-        # pathsend can only send a whole file: any range, and multipart framing, can't.
-        if PATHSEND in self.server_extensions and plan.segments == (FileSlice(0, facts.size),):
-            return "pathsend"
-        return "fallback"
-
-    async def _send_body(
-        self, file: BinaryIO, segments: Sequence[Segment], delivery: Delivery
-    ) -> None:
-        if delivery == "zerocopysend":
-            # A few messages, no reads in Python: after a disconnect the server drops
-            # them (or raises), so there is nothing to stop early.
-            await self._send_zerocopy(file, segments)
-            return
-        send_body = self._send_fallback
-        if _spec_version(self.scope) >= (2, 4):
-            # Servers of spec 2.4+ raise OSError from send once the client is gone.
-            await send_body(file, segments)
-            return
-        # Older servers may go on accepting (and dropping) the body after a disconnect,
-        # so the file would be read to the end for nobody: listen for http.disconnect,
-        # as Starlette's FileResponse does. The app is inside our send, not receiving.
-        # Only the fallback needs this: its reads are what a watcher saves.
-        error: Exception | None = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._watch_disconnect, tg.cancel_scope)
-            try:
-                await send_body(file, segments)
-            except Exception as exc:  # re-raised below, outside the task group's wrapping
-                error = exc
-            tg.cancel_scope.cancel()
-        if error is not None:
-            raise error
-
-    async def _watch_disconnect(self, scope: anyio.CancelScope) -> None:
-        try:
-            while (await self.receive())["type"] != "http.disconnect":
-                pass
-        except Exception:
-            return  # a server that cannot be listened to: rely on send failing instead
-        logger.debug("client disconnected during %s %s", self.method, self.scope.get("path"))
-        scope.cancel()
-
-    async def _send_zerocopy(self, file: BinaryIO, segments: Sequence[Segment]) -> None:
-        extension = self.server_extensions.get(ZEROCOPYSEND)
-        server_checks = isinstance(extension, Mapping) and extension.get(ABORTS_SHORT_FILES) is True
-        for i, segment in enumerate(segments):
-            if isinstance(segment, bytes):
-                # Literal bytes (multipart framing) are never short: the closing
-                # delimiter, sent after every slice was checked, ends the body.
-                last = i == len(segments) - 1
-                await self._send_to_server(
-                    {"type": "http.response.body", "body": segment, "more_body": not last}
-                )
-                if last:
-                    return
-                continue
-            # Always both offset and count: an omitted offset means the descriptor's
-            # current position, which pread-based code never moves.
-            await self._send_to_server(
-                {
-                    "type": ZEROCOPYSEND,
-                    "file": file,
-                    "offset": segment.offset,
-                    "count": segment.count,
-                    "more_body": True,
-                }
-            )
-            # sendfile(2) stops short at end of file and the server may not notice: a
-            # file that shrank would complete the response short. Check before the
-            # final message, and abort instead (HTTP.md "The file itself") -- unless
-            # the server says it aborts such a response itself.
-            if server_checks:
-                continue
-            await _off_loop(check_size, file.fileno(), segment.offset + segment.count)
-        await self._send_to_server({"type": "http.response.body", "body": b"", "more_body": False})
-
-    async def _send_fallback(self, file: BinaryIO, segments: Sequence[Segment]) -> None:
-        fd = file.fileno()
-        pieces = _pieces(segments, self.mw.chunk_size)
-        piece = next(pieces, None)
-        while piece is not None:
-            # One piece in memory at a time; awaiting the server's send between reads
-            # is the backpressure.
-            if isinstance(piece, FileSlice):
-                data = await _off_loop(_read_piece, fd, piece)
-            else:
-                data = piece
-            piece = next(pieces, None)
-            await self._send_to_server(
-                {"type": "http.response.body", "body": data, "more_body": piece is not None}
-            )
-
-    async def _send_to_server(self, message: Message) -> None:
+    async def to_server(self, message: Message) -> None:
         try:
             await self.server_send(message)
         except OSError as exc:  # ASGI 2.4: OSError (uvicorn's ClientDisconnected is one)
-            raise _Disconnected from exc
+            raise ClientGone(str(exc)) from exc
 
 
-def _pieces(segments: Sequence[Segment], chunk_size: int) -> Iterator[Segment]:
-    """The segments, with file slices cut into at most ``chunk_size`` bytes each."""
-    for segment in segments:
-        if isinstance(segment, bytes):
-            yield segment
-            continue
-        offset, end = segment.offset, segment.offset + segment.count
-        while offset < end:
-            count = min(chunk_size, end - offset)
-            yield FileSlice(offset, count)
-            offset += count
+class _State(enum.Enum):
+    IDLE = "idle"  # nothing from the app yet
+    HELD = "held"  # its start is held until the next message says: file or not
+    SENDFILE = "sendfile"  # its start named a file (sendfile_header); its body is dropped
+    STREAMING = "streaming"  # not a file: everything passes through
+    DONE = "done"  # the answer is out; the app's further body is dropped
 
 
-def _read_piece(fd: int, piece: FileSlice) -> bytes:
-    return read_exactly(fd, piece.offset, piece.count)
+class _Kind(enum.Enum):
+    START = "http.response.start"
+    BODY = "http.response.body"
+    PATHSEND = PATHSEND
+    OTHER = ""
 
 
-_T = TypeVar("_T")
+_KINDS = {kind.value: kind for kind in _Kind if kind is not _Kind.OTHER}
 
 
-async def _off_loop(fn: Callable[..., _T], *args: Any) -> _T:
-    """``fn(*args)`` in a worker thread; the event loop never blocks on it.
+class _Responder:
+    """One response, as a state machine: the transitions are the table below."""
 
-    On asyncio the loop's own executor carries it: measured on this project's 2-core
-    machine, an ``anyio.to_thread`` round trip costs about 45 us more than
-    ``run_in_executor`` under load (docs/asgi.md), a large part of a small file's
-    response. Elsewhere (trio) anyio's worker threads. Either way the wait is shielded
-    from cancellation, as ``anyio.to_thread.run_sync`` is: a cancelled request still
-    waits for the thread, so no descriptor is closed under a running ``pread``, and
-    a file the thread opened comes back to the caller, who closes it.
-    """
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return await anyio.to_thread.run_sync(fn, *args)
-    with anyio.CancelScope(shield=True):
-        result = await loop.run_in_executor(None, functools.partial(fn, *args))
-    return result
+    def __init__(self, exchange: _Exchange) -> None:
+        self.x = exchange
+        self.state = _State.IDLE
+        self.start: Message = {}
+        self.sendfile_path = b""
+
+    async def send(self, message: Message) -> None:
+        kind = _KINDS.get(message["type"], _Kind.OTHER)
+        handler = _TRANSITIONS.get((self.state, kind), _Responder._forward)
+        await handler(self, message)
+
+    async def finish(self) -> None:
+        """The app returned: a start still held goes out alone (the server will say
+        what is missing); an X-Sendfile response without a body sends its file."""
+        if self.state is _State.SENDFILE:
+            await self._file_from_header(self.start)
+        elif self.state is _State.HELD:
+            self.state = _State.STREAMING
+            await self.x.server_send(self.start)
+
+    # ----------------------------------------------------------- transitions
+
+    async def _forward(self, message: Message) -> None:
+        # Not ours: early hints before the start, trailers after a file, and what a
+        # server is there to refuse (a message out of order).
+        await self.x.server_send(message)
+
+    async def _hold(self, message: Message) -> None:
+        self.start, self.state = message, _State.HELD
+        name = self.x.options.sendfile_header
+        if name is None:
+            return
+        headers = message.get("headers", ())
+        path = next((bytes(v) for k, v in headers if k.lower() == name.encode()), None)
+        if path is not None:
+            # Whatever happens next, the path never reaches the client.
+            kept = [(k, v) for k, v in headers if k.lower() != name.encode()]
+            self.start, self.state = {**message, "headers": kept}, _State.SENDFILE
+            self.sendfile_path = path
+
+    async def _release(self, message: Message) -> None:
+        # Not a file response: the start goes out as the app sent it, then the rest.
+        self.state = _State.STREAMING
+        await self.x.server_send(self.start)
+        await self._stream(message)
+
+    async def _stream(self, message: Message) -> None:
+        if not (self.x.head_as_get and message["type"] == "http.response.body"):
+            await self.x.server_send(message)
+            return
+        # HEAD asked of the app as GET: the first body ends the answer, bodiless, and
+        # the app is stopped, so it does no more work than before its first body.
+        self.state = _State.DONE
+        await self.x.server_send({"type": "http.response.body", "body": b""})
+        if message.get("more_body", False):
+            self.x.app_cancel.cancel()
+            await anyio.lowlevel.checkpoint()
+
+    async def _drop(self, message: Message) -> None:
+        pass
+
+    async def _app_file(self, message: Message) -> None:
+        self.state = _State.DONE
+        await self._file_from_app(self.start, message["path"])
+
+    async def _sendfile_body(self, message: Message) -> None:
+        # The app's own body of an X-Sendfile response is discarded; the file is sent
+        # once the app has finished its body.
+        if not message.get("more_body", False):
+            await self._file_from_header(self.start)
+
+    async def _header_file(self, message: Message) -> None:
+        await self._file_from_header(self.start)
+
+    # ------------------------------------------------------------ the file
+
+    async def _file_from_app(self, start: Message, path: Any) -> None:
+        # The app named the file: a failure to open it is the app's error to hear
+        # about (the response has not started, so the server answers 500).
+        fd, answer = await off_loop(_open_and_answer, self.x, start, path, orphan=_close_all)
+        await self._deliver(fd, answer)
+
+    async def _file_from_header(self, start: Message) -> None:
+        self.state = _State.DONE
+        status = start.get("status", 200)
+        if sends_no_file(status):
+            # The app answered 304, 412, ... itself: the file is not even opened.
+            private = self.x.options.private_headers()
+            app_headers = _str_headers(start, private)
+            headers = [(k.encode("latin-1"), v.encode("latin-1"))
+                       for k, v in bodiless_headers(status, app_headers)]  # fmt: skip
+            await self.x.server_send({**start, "headers": headers})
+            await self.x.server_send({"type": "http.response.body", "body": b""})
+            return
+        path = os.fsdecode(self.sendfile_path)
+        name = self.x.options.sendfile_header
+        try:
+            fd, answer = await off_loop(_open_in_roots, self.x, start, path, orphan=_close_all)
+        except OSError as exc:
+            if isinstance(exc, SendfileRootError):
+                logger.error("%s header refused: %r is outside sendfile_roots", name, path)
+            else:
+                logger.error("%s header: cannot serve %r: %s", name, path, exc)
+            await _send_error(self.x, 404 if isinstance(exc, FileNotFoundError) else 500)
+            return
+        await self._deliver(fd, answer)
+
+    async def _deliver(self, fd: int, answer: FileAnswer) -> None:
+        try:
+            await _Delivery(self.x, self.start, answer).run()
+        except ClientGone:
+            logger.debug("client disconnected during %s %s", self.x.method, self.x.scope["path"])
+        finally:
+            _close_all((fd, answer))
 
 
-def _open_in_roots(path: str, mw: ZeroCopyMiddleware) -> tuple[str, tuple[BinaryIO, FileFacts]]:
-    real = resolve_in_roots(path, mw.sendfile_roots)
-    file, facts = open_file(real)
-    # A directory on the resolved path could be swapped for a symlink between the check
-    # and the open: check again what was actually opened (Linux names it in /proc).
-    try:
-        opened = os.readlink(f"/proc/self/fd/{file.fileno()}")
-    except OSError:
-        return real, (file, facts)  # no /proc: the check above is what we have
-    try:
-        resolve_in_roots(opened, mw.sendfile_roots)
-    except BaseException:
-        file.close()
-        raise
-    return real, (file, facts)
+_TRANSITIONS: dict[tuple[_State, _Kind], Callable[[_Responder, Message], Awaitable[None]]] = {
+    (_State.IDLE, _Kind.START): _Responder._hold,
+    (_State.HELD, _Kind.START): _Responder._release,
+    (_State.HELD, _Kind.PATHSEND): _Responder._app_file,
+    (_State.HELD, _Kind.BODY): _Responder._release,
+    (_State.HELD, _Kind.OTHER): _Responder._release,
+    (_State.SENDFILE, _Kind.BODY): _Responder._sendfile_body,
+    (_State.SENDFILE, _Kind.PATHSEND): _Responder._header_file,
+    (_State.SENDFILE, _Kind.OTHER): _Responder._release,
+    (_State.STREAMING, _Kind.START): _Responder._stream,
+    (_State.STREAMING, _Kind.BODY): _Responder._stream,
+    (_State.STREAMING, _Kind.PATHSEND): _Responder._stream,
+    (_State.STREAMING, _Kind.OTHER): _Responder._stream,
+    (_State.DONE, _Kind.BODY): _Responder._drop,
+    (_State.DONE, _Kind.PATHSEND): _Responder._drop,
+}
 
 
-def _find_header(message: Message, name: bytes) -> bytes | None:
-    for key, value in message.get("headers", ()):
-        if key.lower() == name:
-            return bytes(value)
+class _Delivery:
+    """Sends one planned file answer by the best path the server offers."""
+
+    def __init__(self, exchange: _Exchange, start: Message, answer: FileAnswer) -> None:
+        self.x = exchange
+        self.start = start
+        self.answer = answer
+        self.compressor = exchange.mw._compressor
+        self.compress = (
+            self.compressor is not None
+            and bool(answer.plan.segments)
+            and _compresses(self.compressor, exchange, answer)
+        )
+        self.how = self._choose()
+
+    def _choose(self) -> Delivery:
+        answer, paths = self.answer, self.x.paths
+        if not answer.plan.segments:
+            return Delivery.NONE
+        if self.compress:
+            return Delivery.FALLBACK  # read and compressed as the app's own would be
+        if paths.zerocopysend:
+            return Delivery.ZEROCOPYSEND
+        # pathsend can only send a whole file: any range, and multipart framing, can't.
+        if paths.pathsend and answer.by_path and answer.path is not None and answer.whole_file:
+            return Delivery.PATHSEND
+        return Delivery.FALLBACK
+
+    def start_message(self) -> Message:
+        headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in self.answer.headers]
+        if self.x.options.debug_header is not None:
+            headers.append((self.x.options.debug_header.encode(), self.how.value.encode()))
+        return {**self.start, "status": self.answer.plan.status, "headers": headers}
+
+    async def run(self) -> None:
+        plan, send = self.answer.plan, self.x.to_server
+        logger.debug(
+            "%s %s -> %d %s, %d body bytes via %s",
+            *(self.x.method, self.x.scope["path"], plan.status, plan.kind),
+            *(plan.body_length, self.how.value),
+        )
+        if self.compress:
+            await self._through_compressor()
+            return
+        await send(self.start_message())
+        if self.how is Delivery.NONE:
+            await send({"type": "http.response.body", "body": b""})
+        elif self.how is Delivery.PATHSEND:
+            await send({"type": PATHSEND, "path": self.answer.path})
+        elif self.how is Delivery.ZEROCOPYSEND:
+            with fdopen(self.answer.fd) as file:  # the descriptor outlives it: ours to close
+                await send_zerocopy(send, file, plan.segments, self.x.paths.server_checks)
+        else:
+            await self._fallback(send)
+
+    async def _fallback(self, send: Send) -> None:
+        segments, chunk = self.answer.plan.segments, self.x.options.chunk_size
+        await send_fallback(send, self.x.receive, self.answer.fd, segments, chunk)
+
+    async def _through_compressor(self) -> None:
+        # The app's compressing middleware (inside us) saw a pathsend and let it pass
+        # uncompressed; without us it would have compressed the file's body. A copy of
+        # it, around an app that replays our start and the file's bytes, does just that.
+        async def replay(scope: Scope, receive: Receive, send: Send) -> None:
+            await send(self.start_message())
+            await self._fallback(send)
+
+        clone = copy.copy(self.compressor)
+        clone.app = replay  # type: ignore[attr-defined]
+        await clone(self.x.app_scope(), self.x.receive, self.x.to_server)  # type: ignore[operator]
+
+
+# Compressing middleware found inside us, by class name (Starlette's and FastAPI's
+# GZipMiddleware are one class).
+_COMPRESSORS = frozenset({"GZipMiddleware", "BrotliMiddleware", "CompressMiddleware"})
+
+
+def _find_compressor(app: object) -> object | None:
+    for _ in range(64):  # bounded: a chain of middleware, each holding the next as .app
+        if type(app).__name__ in _COMPRESSORS and callable(app):
+            return app
+        app = getattr(app, "app", None)
+        if app is None:
+            return None
     return None
 
 
-def _without_header(message: Message, name: bytes) -> Message:
-    headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != name]
-    return {**message, "headers": headers}
+def _compresses(compressor: object, exchange: _Exchange, answer: FileAnswer) -> bool:
+    """Whether the app's compressor would have compressed this full file response (it
+    reads the same request): mirrors Starlette's GZipMiddleware where it can."""
+    if answer.plan.kind != "full":
+        return False
+    accept = exchange.request.get("accept-encoding", "")
+    headers = {name: value for name, value in answer.headers}
+    if "content-encoding" in headers or not accept:
+        return False
+    if answer.plan.body_length < getattr(compressor, "minimum_size", 0):
+        return False
+    excluded = getattr(compressor, "exclude_content_types", None)
+    if isinstance(excluded, tuple):
+        media = headers.get("content-type", "").partition(";")[0].strip().lower()
+        if not {media, media.partition("/")[0] + "/*"}.isdisjoint(excluded):
+            return False
+    if type(compressor).__name__ == "GZipMiddleware":
+        return "gzip" in accept
+    return accept.strip().lower() != "identity"
 
 
-def _name(mw: ZeroCopyMiddleware) -> str:
-    return mw.sendfile_header_name
+def _open_and_answer(x: _Exchange, start: Message, path: Any) -> tuple[int, FileAnswer]:
+    fd, facts = open_fd(path if isinstance(path, str) else os.fsdecode(path))
+    return fd, _answer(x, start, fd, facts, os.fsdecode(path))
 
 
-def _spec_version(scope: Scope) -> tuple[int, ...]:
+def _open_in_roots(x: _Exchange, start: Message, path: str) -> tuple[int, FileAnswer]:
+    real, fd, facts = open_in_roots(path, x.options.sendfile_roots)
+    answer = _answer(x, start, fd, facts, real)
+    answer.by_path = False  # the checked descriptor is what goes out
+    return fd, answer
+
+
+def _answer(x: _Exchange, start: Message, fd: int, facts: Any, path: str) -> FileAnswer:
+    app_headers = _str_headers(start, x.options.private_headers())
     try:
-        return tuple(int(p) for p in scope.get("asgi", {}).get("spec_version", "2.0").split("."))
-    except (TypeError, ValueError, AttributeError):
-        return (2, 0)
+        return answer_file(
+            x.method, x.request, start.get("status", 200), app_headers, fd, facts, path,
+            x.options, x.handles,
+        )  # fmt: skip
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+async def _send_error(x: _Exchange, status: int) -> None:
+    status, headers, body = error_answer(status)
+    raw = [(k.encode(), v.encode()) for k, v in headers]
+    try:
+        await x.to_server({"type": "http.response.start", "status": status, "headers": raw})
+        await x.to_server({"type": "http.response.body", "body": body})
+    except ClientGone:
+        pass
+
+
+def _str_headers(start: Message, private: frozenset[str]) -> list[tuple[str, str]]:
+    """The start message's headers as text, less the private ones."""
+    headers = []
+    for raw_name, raw_value in start.get("headers", ()):
+        name = raw_name.decode("latin-1").lower()
+        if name not in private:
+            headers.append((name, raw_value.decode("latin-1")))
+    return headers
+
+
+def _close_all(opened: tuple[int, FileAnswer]) -> None:
+    fd, answer = opened
+    answer.close_variant()
+    os.close(fd)

@@ -1,7 +1,7 @@
 """File handling shared by the adapters: open once, fstat that descriptor, check it.
 
 Blocking calls live here and nowhere near an event loop: the ASGI side calls these
-functions through ``anyio.to_thread.run_sync``; the WSGI side calls them directly.
+functions through :func:`._aio.off_loop`; the WSGI side calls them directly.
 """
 
 from __future__ import annotations
@@ -11,48 +11,21 @@ import stat
 from collections.abc import Iterable, Iterator, Sequence
 from typing import BinaryIO
 
+from ._errors import FileShrankError, NotARegularFileError, SendfileRootError
 from ._http import FileFacts, FileSlice, Segment
+from ._options import DEFAULT_CHUNK_SIZE, PRECOMPRESSED_SUFFIXES
 
 __all__ = [
-    "ABORTS_SHORT_FILES",
-    "DEFAULT_CHUNK_SIZE",
-    "FileChangedError",
     "check_size",
-    "NotARegularFileError",
-    "SendfileRootError",
     "facts_of",
     "iter_segments",
     "open_fd",
     "open_file",
+    "open_in_roots",
+    "open_variant",
     "read_exactly",
     "resolve_in_roots",
 ]
-
-#: Bytes per read on the fallback path. See docs/asgi.md for the measurement.
-DEFAULT_CHUNK_SIZE = 256 * 1024
-
-
-#: A key a server may put in its ``http.response.zerocopysend`` extension dict (value
-#: True) to say that it aborts the connection itself when a file ends before ``count``
-#: bytes were sent, as ``zcmiddleware.uvicorn`` does. The ASGI middleware then skips
-#: its own after-send ``fstat`` (a worker-thread hop per file slice). Servers without
-#: it (anycorn completes such a response short) keep the check.
-ABORTS_SHORT_FILES = "zcmiddleware.aborts_short_files"
-
-
-class NotARegularFileError(OSError):
-    """The path names a directory, FIFO, device or socket: never served, never waited on."""
-
-
-class FileChangedError(OSError):
-    """The file ended before the announced bytes were read: it shrank while being sent.
-
-    The response must be aborted, never completed short (its Content-Length would lie).
-    """
-
-
-class SendfileRootError(PermissionError):
-    """An X-Sendfile style path lies outside every configured root."""
 
 
 def facts_of(fd: int) -> FileFacts:
@@ -90,6 +63,8 @@ def open_file(path: str | os.PathLike[str]) -> tuple[BinaryIO, FileFacts]:
 def resolve_in_roots(path: str, roots: Sequence[str | os.PathLike[str]]) -> str:
     """The real path of ``path`` (symlinks resolved) if it lies inside one of ``roots``
     (themselves resolved), else :class:`SendfileRootError`."""
+    if "\0" in path:  # no file has one; realpath would raise ValueError
+        raise SendfileRootError("a path with a NUL byte is outside every root")
     real = os.path.realpath(path)
     for root in roots:
         real_root = os.path.realpath(root)
@@ -98,27 +73,61 @@ def resolve_in_roots(path: str, roots: Sequence[str | os.PathLike[str]]) -> str:
     raise SendfileRootError(f"{path!r} is outside the configured sendfile roots")
 
 
+def open_in_roots(path: str, roots: Sequence[str]) -> tuple[str, int, FileFacts]:
+    """Open a ``sendfile_header`` path that must lie inside ``roots`` (real paths):
+    its real path, the descriptor and its facts; :class:`SendfileRootError` if it is
+    outside every root, before or after the open."""
+    real = resolve_in_roots(path, roots)
+    fd, facts = open_fd(real)
+    # A directory on the resolved path could be swapped for a symlink between the check
+    # and the open: check again what was actually opened (Linux names it in /proc).
+    try:
+        opened = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return real, fd, facts  # no /proc: the check above is what we have
+    try:
+        resolve_in_roots(opened, roots)
+    except BaseException:
+        os.close(fd)
+        raise
+    return real, fd, facts
+
+
+def open_variant(path: str, coding: str, original: FileFacts) -> tuple[int, FileFacts] | None:
+    """The precompressed variant of ``path`` for ``coding`` (``path + ".br"`` ...):
+    its descriptor and facts, or None when there is none that may be served -- missing,
+    not a regular file, or older than the original (a stale compression)."""
+    try:
+        fd, facts = open_fd(path + PRECOMPRESSED_SUFFIXES[coding])
+    except OSError:
+        return None
+    if facts.mtime_ns < original.mtime_ns:
+        os.close(fd)
+        return None
+    return fd, facts
+
+
 def check_size(fd: int, end: int) -> None:
-    """:class:`FileChangedError` unless the file still reaches byte ``end``.
+    """:class:`FileShrankError` unless the file still reaches byte ``end``.
 
     For bytes sent by ``sendfile(2)``, which stops quietly at the end of a file that
     shrank: checked after the send, before the response is completed.
     """
     size = os.fstat(fd).st_size
     if size < end:
-        raise FileChangedError(
+        raise FileShrankError(
             f"file is {size} bytes, the response announced bytes up to {end}: "
             "it shrank while being sent"
         )
 
 
 def read_exactly(fd: int, offset: int, count: int) -> bytes:
-    """``count`` bytes at ``offset``, or :class:`FileChangedError` if the file ends first."""
+    """``count`` bytes at ``offset``, or :class:`FileShrankError` if the file ends first."""
     data = os.pread(fd, count, offset)
     while len(data) < count:
         more = os.pread(fd, count - len(data), offset + len(data))
         if not more:
-            raise FileChangedError(
+            raise FileShrankError(
                 f"file ended at byte {offset + len(data)} of a response that announced "
                 f"{offset + count}: it shrank while being sent"
             )

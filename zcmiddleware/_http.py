@@ -5,7 +5,7 @@ protocol classes) asks this module the same question -- given a request, the sta
 and headers the application chose, and the size and mtime of the file -- and gets
 back a :class:`Plan`: the final status, the headers to set and to drop, and an
 ordered list of segments, each a slice of the file or literal bytes (multipart
-framing). The policy is ``HTTP.md``; section numbers below are RFC 9110's.
+framing). The policy is docs/http.md; section numbers below are RFC 9110's.
 
 Ranges are half-open ``[start, stop)`` internally; ``- 1`` only happens when a
 ``Content-Range`` value is formatted.
@@ -22,7 +22,11 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeAlias, Union
 
 __all__ = [
+    "BODILESS_STATUSES",
+    "CONDITIONAL_FIELDS",
     "MAX_RANGES",
+    "RANGE_FIELDS",
+    "REQUEST_FIELDS",
     "EntityTag",
     "FileFacts",
     "FileSlice",
@@ -35,6 +39,9 @@ __all__ = [
     "parse_http_date",
     "parse_range",
     "plan_response",
+    "sends_no_file",
+    "choose_coding",
+    "variant_headers",
 ]
 
 #: More ranges than this in one request and the Range is ignored (DoS guard, as nginx/Go).
@@ -46,6 +53,28 @@ _MAX_DIGITS = 30
 _HUGE = 10**_MAX_DIGITS
 
 _OWS = " \t"
+
+#: The request fields the planner reads (lower-case names), in two groups. Both
+#: adapters read exactly these for the planner and hide from the app only what must
+#: be hidden for a framework to hand over a whole file (docs/http.md, "What the app
+#: sees"): the ``RANGE_FIELDS`` on GET/HEAD. Conditional fields stay visible, so a
+#: response that is not a file keeps the app's own 304 and 412.
+RANGE_FIELDS = ("range", "if-range")
+CONDITIONAL_FIELDS = ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since")
+REQUEST_FIELDS = RANGE_FIELDS + CONDITIONAL_FIELDS
+
+#: §15.2, §15.3.5, §15.4.5: these statuses never carry content, whatever the app
+#: attached to them: a file response with one of them goes out without the file.
+BODILESS_STATUSES = frozenset({*range(100, 200), 204, 304})
+# §15.5.13, §15.5.17: an app that answered 412 or 416 itself did not send the file.
+_NOT_THE_FILE = frozenset({412, 416})
+
+
+def sends_no_file(status: int) -> bool:
+    """Whether a file response with the app's ``status`` goes out without the file:
+    a bodiless status, or a 412/416 the app chose itself. Such a response is planned
+    without opening anything."""
+    return status in BODILESS_STATUSES or status in _NOT_THE_FILE
 
 
 @dataclass(frozen=True)
@@ -74,6 +103,7 @@ PlanKind = Literal[
     "precondition_failed",  # 412
     "unsatisfiable",  # 416
     "passthrough",  # the app's non-200 status, whole file, headers kept
+    "bodiless",  # the app's 1xx/204/304/412/416: its headers, no file bytes
 ]
 
 
@@ -240,10 +270,12 @@ def _weak_match(a: EntityTag, b: EntityTag) -> bool:
     return a.opaque == b.opaque
 
 
-def make_etag(facts: FileFacts) -> str:
+def make_etag(facts: FileFacts, coding: str | None = None) -> str:
     """A strong ETag from size and mtime (ns): the same for the same file on every
-    worker and machine, since no inode or device number goes into it (§8.8.3)."""
-    return f'"{facts.mtime_ns:x}-{facts.size:x}"'
+    worker and machine, since no inode or device number goes into it (§8.8.3). A
+    precompressed variant's carries its coding too."""
+    suffix = f"-{coding}" if coding else ""
+    return f'"{facts.mtime_ns:x}-{facts.size:x}{suffix}"'
 
 
 # ---------------------------------------------------------------------------- Range
@@ -320,17 +352,84 @@ def _coalesce(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     return parts
 
 
+# ------------------------------------------------------------ content codings
+
+_QVALUE = re.compile(r"[ \t]*;[ \t]*[qQ][ \t]*=[ \t]*(0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)[ \t]*")
+_CODING = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _accepted_codings(value: str) -> dict[str, float]:
+    """Accept-Encoding as ``{coding: qvalue}`` (§12.5.3); malformed members are skipped."""
+    accepted: dict[str, float] = {}
+    for member in value.split(","):
+        member = member.strip(_OWS)
+        coding = _CODING.match(member)
+        if coding is None:
+            continue
+        rest = member[coding.end() :]
+        if not rest:
+            q = 1.0
+        elif (m := _QVALUE.fullmatch(rest)) is not None:
+            q = float(m.group(1))
+        else:
+            continue
+        accepted[coding.group().lower()] = q
+    return accepted
+
+
+def choose_coding(accept_encoding: str | None, offered: Sequence[str]) -> str | None:
+    """Which of the ``offered`` content codings (in the server's order of preference)
+    to send, or None for identity (§12.5.3).
+
+    The highest qvalue wins and ties go to the server's order. Identity competes only
+    where the client weighs it (``identity;q=``, or ``*``), and loses a tie. ``*``
+    covers codings not named; ``q=0`` refuses. Without an
+    Accept-Encoding field identity is sent (the RFC allows any coding, but a client
+    that asks for nothing, such as curl, expects none). When the client refuses
+    identity and accepts nothing offered, identity is sent anyway (§12.5.3 allows it).
+    """
+    if accept_encoding is None or not offered:
+        return None
+    accepted = _accepted_codings(accept_encoding)
+    star = accepted.get("*")
+    identity_q = accepted.get("identity", 0.0 if star is None else star)
+    best, best_q = None, 0.0
+    for coding in offered:
+        q = accepted.get(coding, 0.0 if star is None else star)
+        if q > best_q:
+            best, best_q = coding, q
+    return best if best is not None and best_q >= identity_q else None
+
+
+def variant_headers(
+    response_headers: Sequence[tuple[str, str]], coding: str | None, facts: FileFacts
+) -> list[tuple[str, str]]:
+    """The app's headers for the variant of a file that is sent: ``Vary:
+    Accept-Encoding`` either way (the answer depends on it, §12.5.5); for a coded
+    variant also ``Content-Encoding`` and an ETag of its own -- a strong validator
+    names one representation, and the coded bytes are another (§8.8.3)."""
+    headers = [(n, v) for n, v in response_headers if n.lower() != "vary"]
+    vary = [v for n, v in response_headers if n.lower() == "vary"]
+    if not any("accept-encoding" in v.lower() or v.strip() == "*" for v in vary):
+        vary.append("Accept-Encoding")
+    headers.append(("vary", ", ".join(vary)))
+    if coding is None:
+        return headers
+    app_etag = next((v for n, v in headers if n.lower() == "etag"), None)
+    tag = parse_entity_tag(app_etag) if app_etag is not None else None
+    etag = str(EntityTag(f"{tag.opaque}-{coding}", tag.weak)) if tag else make_etag(facts, coding)
+    dropped = ("etag", "content-encoding", "content-length")
+    headers = [(n, v) for n, v in headers if n.lower() not in dropped]
+    return [*headers, ("content-encoding", coding), ("etag", etag)]
+
+
 # ----------------------------------------------------------------------- the planner
 
 # §15.4.5: what a 304 keeps is everything but the representation's content metadata.
 _CONTENT_HEADERS_KEPT_ON_304 = frozenset({"content-location"})
-_CONDITIONAL_FIELDS = (
-    "if-match",
-    "if-none-match",
-    "if-modified-since",
-    "if-unmodified-since",
-    "if-range",
-)
+# The fields that compare against the validators: only with one of them present are
+# the app's validators parsed.
+_COMPARED_FIELDS = (*CONDITIONAL_FIELDS, "if-range")
 _ALWAYS_DROPPED = frozenset({"content-length", "content-range", "transfer-encoding"})
 
 
@@ -352,42 +451,83 @@ def plan_response(
     facts: FileFacts,
     response_headers: Sequence[tuple[str, str]],
     *,
+    handle_ranges: bool = True,
     boundary: str | None = None,
     now: float | None = None,
 ) -> Plan:
     """Plan the answer to a request for a file.
 
     ``request_headers`` has lower-case names (see :func:`header_map`);
-    ``response_headers`` are the application's, as it would have sent them.
+    ``response_headers`` are the application's, as it would have sent them. With
+    ``handle_ranges`` off the app answers Range and preconditions itself: the request
+    fields are not looked at and no ``Accept-Ranges`` is promised on its behalf.
     """
-    is_get = method == "GET"
     is_head = method == "HEAD"
-    size = facts.size
+    if sends_no_file(status):
+        return _app_bodiless(status, response_headers)
     # Only a 200 from the app is a representation we may answer conditionally or in
     # part; any other status (404 page, 500 page, ...) goes out as the app chose.
     if status != 200:
-        return _body_plan("passthrough", status, facts, (), [(0, size)], is_head, (), "")
+        return _body_plan("passthrough", status, facts, (), [(0, facts.size)], is_head, (), "")
+    if not handle_ranges:
+        request_headers = {}
 
     app = header_map(response_headers)
-    validators: list[tuple[str, str]] = []
+    known = _validators(app, facts, request_headers, handle_ranges, now)
+    failed = _preconditions(method, request_headers, known, response_headers, now)
+    if failed is not None:
+        return failed
+    content_type = app.get("content-type", "application/octet-stream")
+    return _range_plan(method, request_headers, facts, known, response_headers, content_type,
+                       boundary, now)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Known:
+    """The representation's validators: the headers to add, and their parsed values
+    (parsed only when the request has something to compare them with: most requests
+    carry no conditional field, and small files feel the cost)."""
+
+    headers: tuple[tuple[str, str], ...]
+    etag: EntityTag | None
+    last_modified: int | None
+
+
+def _validators(
+    app: Mapping[str, str],
+    facts: FileFacts,
+    request_headers: Mapping[str, str],
+    handle_ranges: bool,
+    now: float | None,
+) -> _Known:
+    added: list[tuple[str, str]] = []
     etag_value = app.get("etag")
     if etag_value is None:
         etag_value = make_etag(facts)
-        validators.append(("etag", etag_value))
+        added.append(("etag", etag_value))
     last_modified_value = app.get("last-modified")
     if last_modified_value is None:
         last_modified_value = format_http_date(facts.mtime_ns // 1_000_000_000)
-        validators.append(("last-modified", last_modified_value))
-    # The validators are parsed only when the request has something to compare them
-    # with: most requests carry no conditional field, and small files feel the cost.
-    etag: EntityTag | None = None
-    last_modified: int | None = None
-    if any(name in request_headers for name in _CONDITIONAL_FIELDS):
-        etag = parse_entity_tag(etag_value)
-        last_modified = parse_http_date(last_modified_value, now=now)
-    validators.append(("accept-ranges", "bytes"))  # §14.3
+        added.append(("last-modified", last_modified_value))
+    if handle_ranges:
+        added.append(("accept-ranges", "bytes"))  # §14.3
+    if not any(name in request_headers for name in _COMPARED_FIELDS):
+        return _Known(tuple(added), None, None)
+    etag = parse_entity_tag(etag_value)
+    return _Known(tuple(added), etag, parse_http_date(last_modified_value, now=now))
 
-    # §13.2.2 step 1: If-Match, strong comparison; "*" matches the existing file.
+
+def _preconditions(
+    method: str,
+    request_headers: Mapping[str, str],
+    known: _Known,
+    response_headers: Sequence[tuple[str, str]],
+    now: float | None,
+) -> Plan | None:
+    """§13.2.2 steps 1-4: the 412 or 304 they give, or None to go on."""
+    etag, last_modified = known.etag, known.last_modified
+    get_or_head = method in ("GET", "HEAD")
+    # Step 1: If-Match, strong comparison; "*" matches the existing file.
     if_match = request_headers.get("if-match")
     if if_match is not None:
         tags = parse_entity_tags(if_match)
@@ -409,29 +549,42 @@ def plan_response(
         if tags == "*" or (
             etag is not None and tags is not None and any(_weak_match(t, etag) for t in tags)
         ):
-            if is_get or is_head:
-                return _not_modified(response_headers, validators)
+            if get_or_head:
+                return _not_modified(response_headers, known.headers)
             # §13.1.2: for other methods a matching If-None-Match fails the request.
             return _bodiless("precondition_failed", 412, response_headers)
-    elif is_get or is_head:
+    elif get_or_head:
         # Step 4: If-Modified-Since, only for GET/HEAD and only without If-None-Match.
         ims = request_headers.get("if-modified-since")
         since = None if ims is None else parse_http_date(ims, now=now)
         if since is not None and last_modified is not None and last_modified <= since:
-            return _not_modified(response_headers, validators)
+            return _not_modified(response_headers, known.headers)
+    return None
 
+
+def _range_plan(
+    method: str,
+    request_headers: Mapping[str, str],
+    facts: FileFacts,
+    known: _Known,
+    response_headers: Sequence[tuple[str, str]],
+    content_type: str,
+    boundary: str | None,
+    now: float | None,
+) -> Plan:
+    """§13.2.2 steps 5-6: the whole file, one range, several, or 416."""
+    is_head, size, validators = method == "HEAD", facts.size, known.headers
     full = [(0, size)]
     range_value = request_headers.get("range")
     # §14.2: GET is the method Range is defined for; HEAD mirrors GET (same status and
     # headers, no body); every other method ignores it.
-    if range_value is None or not (is_get or is_head) or size == 0:
+    if range_value is None or method not in ("GET", "HEAD") or size == 0:
         # An empty file has no byte to range over: 200, like Go (never a 206 of nothing).
         return _body_plan("full", 200, facts, validators, full, is_head, (), "")
     # Step 5: If-Range that does not match -> the whole, current representation.
     if_range = request_headers.get("if-range")
-    if if_range is not None and not _if_range_matches(if_range, etag, last_modified, now):
+    if if_range is not None and not _if_range_matches(if_range, known, now):
         return _body_plan("full", 200, facts, validators, full, is_head, (), "")
-
     specs = parse_range(range_value)
     if specs is None or len(specs) > MAX_RANGES:
         return _body_plan("full", 200, facts, validators, full, is_head, (), "")
@@ -448,23 +601,20 @@ def plan_response(
         (start, stop) = parts[0]
         headers = (*validators, ("content-range", _content_range(start, stop, size)))
         return _body_plan("partial", 206, facts, headers, parts, is_head, tuple(parts), "")
-    content_type = app.get("content-type", "application/octet-stream")
-    return _body_plan(
-        "multipart",
-        206,
-        facts,
-        validators,
-        parts,
-        is_head,
-        tuple(parts),
-        boundary or _new_boundary(),
-        content_type,
-    )
+    if not _FIELD_BREAKS.isdisjoint(content_type):
+        # §5.5: CR, LF and NUL are never part of a field value; repeated in each part's
+        # header this one would start a line of its own in the body. Serve the file
+        # once: the value stays in the header section, where the server checks it.
+        return _body_plan("full", 200, facts, validators, full, is_head, (), "")
+    return _body_plan("multipart", 206, facts, validators, parts, is_head, tuple(parts),
+                      boundary or _new_boundary(), content_type)  # fmt: skip
 
 
-def _if_range_matches(
-    value: str, etag: EntityTag | None, last_modified: int | None, now: float | None
-) -> bool:
+_FIELD_BREAKS = frozenset("\r\n\0")
+
+
+def _if_range_matches(value: str, known: _Known, now: float | None) -> bool:
+    etag, last_modified = known.etag, known.last_modified
     value = value.strip(_OWS)
     if value.startswith(('"', "W/")):
         # §13.1.5: only a strong, exactly equal entity-tag; a weak tag never matches.
@@ -531,6 +681,16 @@ def _bodiless(
     if kind == "precondition_failed":
         drop |= {"etag", "last-modified", "accept-ranges"}
     return Plan(kind, status, tuple(headers), frozenset(drop), (), 0)
+
+
+def _app_bodiless(status: int, response_headers: Sequence[tuple[str, str]]) -> Plan:
+    # The app chose a status that sends no file (1xx, 204, 304) or said itself that the
+    # file is not sent (412, 416): its headers go out as it set them, with no body.
+    # §8.6: no Content-Length in a 1xx or 204; a 304's may stay (it describes the 200).
+    if status in _NOT_THE_FILE:
+        return Plan("bodiless", status, (("content-length", "0"),), _ALWAYS_DROPPED, (), 0)
+    drop = frozenset() if status == 304 else _ALWAYS_DROPPED
+    return Plan("bodiless", status, (), drop, (), None)
 
 
 def _not_modified(

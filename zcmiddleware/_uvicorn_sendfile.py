@@ -24,13 +24,13 @@ import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from zcmiddleware._aio import off_loop
+from zcmiddleware._errors import ClientGone, FileShrankError
 from zcmiddleware._files import open_fd
 
 __all__ = [
     "EXTENSIONS",
     "FileSpan",
-    "PeerGone",
-    "ShortFile",
     "SocketSender",
     "open_path",
     "plain_socket",
@@ -45,14 +45,6 @@ EXTENSIONS = ("http.response.zerocopysend", "http.response.pathsend")
 # cold-cache read blocks the thread for at most this many bytes of disk reads
 # (see docs/uvicorn.md for the measurements behind the number).
 MAX_CHUNK = 1 << 20
-
-
-class PeerGone(Exception):
-    """The client went away (or the transport was closed) during the transfer."""
-
-
-class ShortFile(Exception):
-    """The file ended before the promised number of bytes was sent."""
 
 
 class _HasFileno(Protocol):
@@ -166,18 +158,11 @@ async def open_path(path: Any) -> FileSpan:
     """
     if not isinstance(path, str):
         path = os.fsdecode(path)
-    loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(None, _open_whole_file, path)
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        future.add_done_callback(_close_orphan)
-        raise
+    return await off_loop(_open_whole_file, path, orphan=_close_span)
 
 
-def _close_orphan(future: asyncio.Future[FileSpan]) -> None:
-    if not future.cancelled() and future.exception() is None:
-        os.close(future.result().fd)
+def _close_span(span: FileSpan) -> None:
+    os.close(span.fd)
 
 
 class SocketSender:
@@ -199,7 +184,7 @@ class SocketSender:
             waiter.set_result(None)
 
     async def send(self, span: FileSpan) -> None:
-        """Send the whole span, or raise ``PeerGone`` / ``ShortFile``.
+        """Send the whole span, or raise ``ClientGone`` / ``FileShrankError``.
 
         Any other ``OSError`` comes from the file side (EIO, a file that
         sendfile(2) cannot read, ...) and propagates unchanged.
@@ -208,10 +193,10 @@ class SocketSender:
             return
         transport = self._transport
         if transport.is_closing():
-            raise PeerGone
+            raise ClientGone
         sock_fd = self._sock.fileno()
         if sock_fd < 0:
-            raise PeerGone
+            raise ClientGone
         loop = asyncio.get_running_loop()
         out = os.dup(sock_fd)
         try:
@@ -219,7 +204,7 @@ class SocketSender:
             offset, remaining = span.offset, span.count
             while remaining:
                 if transport.is_closing():
-                    raise PeerGone
+                    raise ClientGone
                 try:
                     # Looked up at call time on purpose: tests count the bytes
                     # that go through it.
@@ -228,9 +213,9 @@ class SocketSender:
                     await self._writable(loop, out)
                     continue
                 except (BrokenPipeError, ConnectionError) as exc:
-                    raise PeerGone from exc
+                    raise ClientGone from exc
                 if sent == 0:
-                    raise ShortFile(
+                    raise FileShrankError(
                         f"file ended {remaining} bytes before the {span.count} promised"
                     )
                 offset += sent
@@ -249,7 +234,7 @@ class SocketSender:
         transport = self._transport
         while transport.get_write_buffer_size():
             if transport.is_closing():
-                raise PeerGone
+                raise ClientGone
             await asyncio.sleep(0)
             if transport.get_write_buffer_size() and not transport.is_closing():
                 await self._writable(loop, out)
@@ -264,7 +249,7 @@ class SocketSender:
             loop.remove_writer(out)
             self._waiter = None
         if self._transport.is_closing():
-            raise PeerGone
+            raise ClientGone
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

@@ -20,12 +20,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import uvicorn
 
-from zcmiddleware._files import ABORTS_SHORT_FILES
+from zcmiddleware._errors import ClientGone, FileShrankError
+from zcmiddleware._options import ABORTS_SHORT_FILES
 from zcmiddleware._uvicorn_sendfile import (
     EXTENSIONS,
     FileSpan,
-    PeerGone,
-    ShortFile,
     SocketSender,
     advance_position,
     open_path,
@@ -137,10 +136,10 @@ class _FileSendingCycle:
     async def _transmit_or_abandon(self, span: FileSpan, more_body: bool) -> None:
         try:
             await self._transmit(span, more_body)
-        except PeerGone:
+        except ClientGone:
             # Like uvicorn after a disconnect: no error, later sends are no-ops.
             self._abandon()
-        except ShortFile as exc:
+        except FileShrankError as exc:
             # The framing promised bytes the file no longer has; finishing the
             # response would desynchronise the client, so drop the connection.
             self._abandon()
@@ -254,7 +253,7 @@ def _adopt(cycle: Any, cls: type[_FileSendingCycle], sender: SocketSender) -> No
     extensions = cycle.scope.setdefault("extensions", {})
     for name in EXTENSIONS:
         extensions[name] = {}
-    # sendfile meeting the end of the file early aborts the connection (ShortFile).
+    # sendfile meeting the end of the file early aborts the connection (FileShrankError).
     extensions[_ZEROCOPYSEND][ABORTS_SHORT_FILES] = True
 
 

@@ -1,7 +1,7 @@
 """A single-file Django project behind ZeroCopyWSGIMiddleware, for the WSGI tests.
 
 ``FileResponse`` has no Range support of its own; with the middleware it answers
-ranges, multipart ranges and conditional requests (``HTTP.md``).
+ranges, multipart ranges and conditional requests (docs/http.md).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ if not settings.configured:
         SECRET_KEY="zcmiddleware-tests-only",
         ALLOWED_HOSTS=["*"],
         ROOT_URLCONF=__name__,
-        MIDDLEWARE=[],
+        MIDDLEWARE=["django.middleware.http.ConditionalGetMiddleware"],
         INSTALLED_APPS=[],
         USE_TZ=True,
     )
@@ -42,6 +42,13 @@ def hello(request: HttpRequest) -> HttpResponse:
     return HttpResponse(b"hello", content_type="text/plain")
 
 
-urlpatterns = [path("file/<str:name>", file), path("hello", hello)]
+def page(request: HttpRequest) -> HttpResponse:
+    # A page whose conditional GET Django's ConditionalGetMiddleware answers.
+    response = HttpResponse(b"a page, not a file", content_type="text/plain")
+    response["ETag"] = '"page-v1"'
+    return response
+
+
+urlpatterns = [path("file/<str:name>", file), path("hello", hello), path("page", page)]
 
 application = ZeroCopyWSGIMiddleware(get_wsgi_application(), debug_header="X-ZC-Path")

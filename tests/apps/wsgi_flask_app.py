@@ -40,6 +40,14 @@ def hello() -> str:
     return "hello"
 
 
+@app.get("/page")
+def page() -> flask.Response:
+    # A page that answers its own conditional GET (Werkzeug's make_conditional).
+    response = flask.make_response("a page, not a file")
+    response.set_etag("page-v1")
+    return response.make_conditional(flask.request)
+
+
 app.wsgi_app = ZeroCopyWSGIMiddleware(  # type: ignore[method-assign]
     app.wsgi_app,
     sendfile_header="X-Sendfile",

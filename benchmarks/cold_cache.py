@@ -10,7 +10,7 @@ The file's pages are dropped from the page cache with
 is not writable here), so the first download reads from disk inside sendfile(2)
 on the loop thread; the "warm" run repeats it with the pages cached.
 
-    cd tests && python apps/uvicorn_cold_cache_probe.py --loop uvloop --chunk 1048576
+    python -m benchmarks.cold_cache --loop uvloop --chunk 1048576
 """
 
 from __future__ import annotations
@@ -20,16 +20,12 @@ import os
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TESTS))
-
-from _servers import HOST, free_port, python, run_server  # noqa: E402
+from tests._servers import HOST, free_port, python, run_server
 
 
 def make_file(path: Path, size: int) -> None:

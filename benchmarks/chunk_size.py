@@ -1,4 +1,4 @@
-"""Measure the fallback path's chunk size: ``python tests/apps/asgi_chunk_bench.py``.
+"""Measure the fallback path's chunk size: ``python -m benchmarks.chunk_size``.
 
 Stock uvicorn (no zero-copy extension, so every byte goes by the fallback) serves a
 256 MiB file through ZeroCopyMiddleware with each chunk size in turn; curl downloads
@@ -11,13 +11,11 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _servers import free_port, python, run_server  # noqa: E402
+from tests._servers import free_port, python, run_server
 
 SIZE = 256 * 1024 * 1024
 CHUNKS = [16, 64, 128, 256, 512, 1024, 4096]  # KiB

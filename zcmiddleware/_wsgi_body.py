@@ -1,0 +1,255 @@
+"""WSGI bodies: the file wrapper the app is given, and the bodies handed to the
+server -- gunicorn's own ``FileWrapper`` (``sendfile(2)``), ``uwsgi.sendfile``, or a
+bounded iterator. See docs/wsgi.md for what each server does with them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Protocol
+
+from ._errors import FileShrankError
+from ._files import check_size, facts_of, iter_segments, read_exactly
+from ._http import FileFacts, FileSlice, Plan
+from ._options import Delivery
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+__all__ = ["AppFileWrapper", "Body", "deliver", "file_in", "regular_fd"]
+
+
+class _FileLike(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+class _Response(Protocol):
+    """A body handed to the server: iterable, and closed by it."""
+
+    def __iter__(self) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+class AppFileWrapper:
+    """What the app gets as ``environ["wsgi.file_wrapper"](file, blksize)``.
+
+    Iterable like any file wrapper (read ``blksize`` at a time), so an app or an
+    inner middleware that iterates it still works; the middleware recognises it by
+    identity when the app returns it and sends the file its own way.
+    """
+
+    __slots__ = ("filelike", "blksize", "fd", "facts", "closed")
+
+    def __init__(self, filelike: _FileLike, blksize: int = 8192) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        self.fd: int | None = None
+        self.facts: FileFacts | None = None
+        self.closed = False
+
+    def source(self) -> tuple[int, FileFacts, str | None] | None:
+        """The regular file inside: descriptor, facts, path (for variants), or None."""
+        if self.fd is None or self.facts is None:
+            return None
+        name = getattr(self.filelike, "name", None)
+        return self.fd, self.facts, name if isinstance(name, str) else None
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+    def close(self) -> None:
+        # Exactly once, whoever asks first (the server, the app's response object, or
+        # the middleware): Django hangs ``response.close`` (which sends
+        # ``request_finished``) on the file's ``close``.
+        if self.closed:
+            return
+        self.closed = True
+        close = getattr(self.filelike, "close", None)
+        if close is not None:
+            close()
+
+
+class Body:
+    """A response body the middleware built: ``close()`` runs ``closer`` once."""
+
+    __slots__ = ("_chunks", "_closer")
+
+    def __init__(self, chunks: Iterable[bytes], closer: Callable[[], None]) -> None:
+        self._chunks = chunks
+        self._closer: Callable[[], None] | None = closer
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._chunks)
+
+    def close(self) -> None:
+        closer, self._closer = self._closer, None
+        if closer is not None:
+            closer()
+
+
+class _SlicedFile:
+    """The file-like given to gunicorn's ``FileWrapper``: ``count`` bytes from ``offset``.
+
+    gunicorn sendfiles ``Content-Length`` bytes from the descriptor's current position
+    (``fileno`` + ``lseek``); when it cannot (TLS, ``--no-sendfile``) it iterates the
+    wrapper, which calls ``read`` -- bounded here, and aborting if the file shrank.
+    ``sendfile(2)`` cannot tell us it met the end of a shrunken file early, so
+    ``close`` checks the size and raises: gunicorn then drops the connection instead
+    of keeping alive one whose response came out short.
+    """
+
+    __slots__ = ("_fd", "_pos", "_end", "_chunk_size", "_closer")
+
+    def __init__(
+        self, fd: int, offset: int, count: int, chunk_size: int, closer: Callable[[], None]
+    ) -> None:
+        self._fd = fd
+        self._pos = offset
+        self._end = offset + count
+        self._chunk_size = chunk_size
+        self._closer: Callable[[], None] | None = closer
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        # gunicorn hands this object to ``socket.sendfile``, which falls back to
+        # seek + read when os.sendfile fails before sending anything (a client that
+        # has just gone away, a file system without sendfile): positions are absolute
+        # file offsets, as for the descriptor itself.
+        if whence != os.SEEK_SET:
+            raise OSError(f"seek whence={whence} is not supported")
+        self._pos = offset
+        return offset
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, size: int = -1) -> bytes:
+        n = min(self._end - self._pos, self._chunk_size if size < 0 else size)
+        if n <= 0:
+            return b""
+        data = read_exactly(self._fd, self._pos, n)
+        self._pos += n
+        return data
+
+    def close(self) -> None:
+        closer, self._closer = self._closer, None
+        if closer is None:
+            return
+        error: FileShrankError | None = None
+        try:
+            check_size(self._fd, self._end)
+        except FileShrankError as exc:
+            error = exc
+        except OSError:
+            pass  # the descriptor is unusable: there is nothing to check against
+        finally:
+            closer()
+        if error is not None:
+            raise error
+
+
+def _gunicorn_wrapper(environ: WSGIEnvironment) -> type | None:
+    """gunicorn's ``FileWrapper`` class if this server is gunicorn, else None.
+
+    Checked by module, not by import, so gunicorn need not be installed; only the
+    wrapper of ``gunicorn.http.wsgi`` is known to honour the position and
+    ``Content-Length`` (``Response.sendfile``).
+    """
+    wrapper = environ.get("wsgi.file_wrapper")
+    if isinstance(wrapper, type) and wrapper.__module__ == "gunicorn.http.wsgi":
+        return wrapper
+    return None
+
+
+# uwsgi.sendfile parses its position and length as C ints.
+_C_INT_MAX = 2**31 - 1
+
+
+def _uwsgi_sendfile(environ: WSGIEnvironment) -> Callable[..., object] | None:
+    """``uwsgi.sendfile`` when running under uWSGI, else None."""
+    if "uwsgi.version" not in environ:
+        return None
+    module = sys.modules.get("uwsgi")
+    sendfile = getattr(module, "sendfile", None)
+    return sendfile if callable(sendfile) else None
+
+
+def _uwsgi_body(
+    sendfile: Callable[..., object], fd: int, offset: int, count: int
+) -> Iterator[bytes]:
+    """Send by ``uwsgi.sendfile(fd, chunk, pos, len)`` when the server iterates the body.
+
+    uWSGI sends the headers and then ``len`` bytes from ``pos`` with sendfile(2)
+    before it returns, and closes the descriptor it is given, so it gets a duplicate
+    and the app's file is closed by the app's ``close`` (docs/wsgi.md, "Servers").
+    Nothing tells us a shrunken file ended early, so the size is checked afterwards.
+    """
+    sendfile(os.dup(fd), 0, offset, count)
+    check_size(fd, offset + count)
+    yield from ()
+
+
+def file_in(iterable: object, server_wrapper: object) -> object | None:
+    """The file object inside a Werkzeug, wsgiref or server file wrapper, else None."""
+    cls = type(iterable)
+    if cls.__name__ == "FileWrapper":
+        if cls.__module__ == "werkzeug.wsgi":
+            return getattr(iterable, "file", None)
+        if cls.__module__ in ("wsgiref.util", "gunicorn.http.wsgi"):
+            return getattr(iterable, "filelike", None)
+    if isinstance(server_wrapper, type) and isinstance(iterable, server_wrapper):
+        # PEP 3333's sample and gunicorn say ``filelike``; waitress says ``file``.
+        return getattr(iterable, "filelike", None) or getattr(iterable, "file", None)
+    return None
+
+
+def regular_fd(filelike: object) -> tuple[int, FileFacts] | None:
+    """The descriptor and facts of a file object over a regular file, else None (a
+    BytesIO, a pipe, a socket: those stay the app's to send)."""
+    fileno = getattr(filelike, "fileno", None)
+    if fileno is None:
+        return None
+    try:
+        fd = fileno()
+        if not isinstance(fd, int):
+            return None
+        return fd, facts_of(fd)
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
+
+
+def deliver(
+    plan: Plan, fd: int, closer: Callable[[], None], environ: WSGIEnvironment, chunk_size: int
+) -> tuple[_Response, Delivery]:
+    """The body for ``plan``, in the form this server sends fastest, and its name."""
+    segments = plan.segments
+    if not segments:
+        # HEAD, 304, 412, 416, an empty file: headers only.
+        return Body((), closer), Delivery.NONE
+    only = segments[0] if len(segments) == 1 else None
+    wrapper = _gunicorn_wrapper(environ)
+    if wrapper is not None and isinstance(only, FileSlice):
+        # gunicorn sendfiles Content-Length (= count) bytes from the current
+        # position, and only for an instance of its own class (docs/wsgi.md).
+        os.lseek(fd, only.offset, os.SEEK_SET)
+        filelike = _SlicedFile(fd, only.offset, only.count, chunk_size, closer)
+        response: _Response = wrapper(filelike, chunk_size)
+        return response, Delivery.FILE_WRAPPER
+    uwsgi_sendfile = _uwsgi_sendfile(environ)
+    fits = isinstance(only, FileSlice) and only.offset <= _C_INT_MAX >= only.count
+    if uwsgi_sendfile is not None and fits:
+        assert isinstance(only, FileSlice)
+        body = _uwsgi_body(uwsgi_sendfile, fd, only.offset, only.count)
+        return Body(body, closer), Delivery.UWSGI_SENDFILE
+    return Body(iter_segments(fd, segments, chunk_size), closer), Delivery.FALLBACK
