@@ -1,11 +1,8 @@
-"""Shared by the ASGI examples: a generated file, and the ``--demo`` self-check."""
+"""Shared by the ASGI examples: serving on uvicorn, and the ``--demo`` self-check."""
 
 from __future__ import annotations
 
-import os
-import random
 import socket
-import tempfile
 import threading
 import time
 import urllib.request
@@ -20,18 +17,6 @@ try:
     HTTP = "zcmiddleware.uvicorn:AutoHTTPProtocol"
 except ImportError:  # pragma: no cover - an install without it still runs, by the fallback
     HTTP = "auto"
-
-
-def generated_file(size: int = 8 * 1024 * 1024) -> str:
-    """A file of ``size`` reproducible bytes, in one fixed place under the temporary
-    directory (rewritten on each start, so repeated runs leave no litter)."""
-    directory = os.path.join(tempfile.gettempdir(), "zcmiddleware-example")
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, "download.bin")
-    with tempfile.NamedTemporaryFile(dir=directory, delete=False) as f:
-        f.write(random.Random(0).randbytes(size))
-    os.replace(f.name, path)  # atomic: a concurrent run never sees half a file
-    return path
 
 
 def serve(app: Any, port: int = 8000) -> None:

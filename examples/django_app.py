@@ -3,26 +3,22 @@
     python examples/django_app.py             # wsgiref, http://127.0.0.1:8000/
     gunicorn --chdir examples -k gthread -b 127.0.0.1:8000 django_app:application
 
-Then ``curl -r 0-99 http://127.0.0.1:8000/download -o part.bin``: Django's
+Then open http://127.0.0.1:8000/ and seek in the video, or
+``curl -r 0-99 http://127.0.0.1:8000/download -o part.bin``: Django's
 ``FileResponse`` answers Range with 200 and the whole file; behind the middleware it
 is a 206 of 100 bytes -- and on gunicorn both go out by sendfile(2).
 """
 
 from __future__ import annotations
 
-import os
-import sys
-import tempfile
-
 import django
+from _content import large_file, options, page, video_file
 from django.conf import settings
 from django.core.wsgi import get_wsgi_application
-from django.http import FileResponse, HttpRequest
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.urls import path
 
 from zcmiddleware import ZeroCopyWSGIMiddleware
-
-PATH = os.path.join(tempfile.gettempdir(), "zcmiddleware-django-example.bin")
 
 settings.configure(
     DEBUG=False,
@@ -33,16 +29,25 @@ settings.configure(
 )
 django.setup()
 
-if not os.path.exists(PATH):
-    with open(PATH, "wb") as f:
-        f.write(os.urandom(8 * 1024 * 1024))
+PATH = large_file()
+VIDEO = video_file()
+
+
+def index(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(page(VIDEO))
 
 
 def download(request: HttpRequest) -> FileResponse:
     return FileResponse(open(PATH, "rb"), filename="download.bin")  # noqa: SIM115
 
 
-urlpatterns = [path("download", download)]
+def video(request: HttpRequest) -> FileResponse:
+    if VIDEO is None:
+        raise Http404("no video: ffmpeg is not installed")
+    return FileResponse(open(VIDEO, "rb"), content_type="video/webm")  # noqa: SIM115
+
+
+urlpatterns = [path("", index), path("download", download), path("video.webm", video)]
 
 # The one line: wrap Django's WSGI application.
 application = ZeroCopyWSGIMiddleware(get_wsgi_application(), debug_header="X-ZeroCopy-Path")
@@ -50,7 +55,7 @@ application = ZeroCopyWSGIMiddleware(get_wsgi_application(), debug_header="X-Zer
 if __name__ == "__main__":
     from wsgiref.simple_server import make_server
 
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
-    with make_server("127.0.0.1", port, application) as server:
-        print(f"http://127.0.0.1:{port}/download")
+    args = options(__doc__.splitlines()[0])
+    with make_server("127.0.0.1", args.port, application) as server:
+        print(f"http://127.0.0.1:{args.port}/")
         server.serve_forever()

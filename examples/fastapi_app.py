@@ -1,23 +1,31 @@
-"""A FastAPI app serving a generated file through ZeroCopyMiddleware.
+"""A FastAPI app serving a large file and a video through ZeroCopyMiddleware.
 
-python examples/fastapi_app.py          # serve on http://127.0.0.1:8000/
-python examples/fastapi_app.py --demo   # download it three ways, check, exit
+    python examples/fastapi_app.py          # serve on http://127.0.0.1:8000/
+    python examples/fastapi_app.py --demo   # download it three ways, check, exit
+
+Open http://127.0.0.1:8000/ and seek in the video, or
+``curl -r 0-99 http://127.0.0.1:8000/download -o part.bin``.
 """
 
 from __future__ import annotations
 
-import sys
-
-from _asgi_demo import demo, generated_file, serve
-from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from _asgi_demo import demo, serve
+from _content import large_file, options, page, video_file
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import FileResponse, HTMLResponse
 
 from zcmiddleware import ZeroCopyMiddleware
 
-PATH = generated_file()
+PATH = large_file()
+VIDEO = video_file()
 
 app = FastAPI()
 app.add_middleware(ZeroCopyMiddleware, debug_header="X-ZeroCopy-Path")
+
+
+@app.get("/", response_class=HTMLResponse)
+async def index() -> str:
+    return page(VIDEO)
 
 
 @app.get("/download")
@@ -26,8 +34,16 @@ async def download() -> FileResponse:
     return FileResponse(PATH, filename="download.bin")
 
 
+@app.get("/video.webm")
+async def video() -> FileResponse:
+    if VIDEO is None:
+        raise HTTPException(404, "no video: ffmpeg is not installed")
+    return FileResponse(VIDEO, media_type="video/webm")
+
+
 if __name__ == "__main__":
-    if "--demo" in sys.argv:
+    args = options(__doc__.splitlines()[0])
+    if args.demo:
         demo(app, PATH)
     else:
-        serve(app)
+        serve(app, args.port)

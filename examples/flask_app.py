@@ -1,51 +1,48 @@
-"""A Flask app serving a generated file through ZeroCopyWSGIMiddleware.
+"""A Flask app serving a large file and a video through ZeroCopyWSGIMiddleware.
 
     python examples/flask_app.py              # Werkzeug's dev server, http://127.0.0.1:8000/
     python examples/flask_app.py --demo       # download it three ways, check, exit
 
-On gunicorn -- where full files *and* ranges then go out by sendfile(2):
+On gunicorn -- where full files *and* ranges then go out by sendfile(2) -- with the
+middleware's DEBUG log on:
 
-    gunicorn --chdir examples -k gthread --threads 8 -b 127.0.0.1:8000 flask_app:app
+    gunicorn --chdir examples -k gthread --threads 8 -b 127.0.0.1:8000 \\
+        --log-config-json logging.json flask_app:app
 
-Then ``curl -r 0-99 http://127.0.0.1:8000/download -o part.bin``; the
+Open http://127.0.0.1:8000/ and seek in the video, or
+``curl -r 0-99 http://127.0.0.1:8000/download -o part.bin``; the
 ``X-ZeroCopy-Path`` response header says which path carried the bytes
 (``file_wrapper`` on gunicorn, ``fallback`` on servers without sendfile).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import sys
-import tempfile
-
 import flask
+from _content import large_file, options, page, video_file
 
 from zcmiddleware import ZeroCopyWSGIMiddleware
 
-PATH = os.path.join(tempfile.gettempdir(), "zcmiddleware-flask-example.bin")
-SIZE = 16 * 1024 * 1024
-
-
-def generated_file() -> str:
-    """A 16 MiB file of deterministic bytes, written once."""
-    if not os.path.exists(PATH) or os.path.getsize(PATH) != SIZE:
-        block = hashlib.sha256(b"zcmiddleware").digest() * 32768  # 1 MiB
-        with open(PATH + ".tmp", "wb") as f:
-            for _ in range(SIZE // len(block)):
-                f.write(block)
-        os.replace(PATH + ".tmp", PATH)
-    return PATH
-
-
-generated_file()
+PATH = large_file()
+VIDEO = video_file()
 app = flask.Flask(__name__)
+
+
+@app.get("/")
+def index() -> str:
+    return page(VIDEO)
 
 
 @app.get("/download")
 def download() -> flask.Response:
     # An ordinary send_file: the middleware does ranges, conditionals and zero-copy.
     return flask.send_file(PATH, download_name="download.bin")
+
+
+@app.get("/video.webm")
+def video() -> flask.Response:
+    if VIDEO is None:
+        flask.abort(404, "no video: ffmpeg is not installed")
+    return flask.send_file(VIDEO, mimetype="video/webm")
 
 
 app.wsgi_app = ZeroCopyWSGIMiddleware(  # type: ignore[method-assign]
@@ -87,7 +84,8 @@ def demo() -> None:
 
 
 if __name__ == "__main__":
-    if "--demo" in sys.argv:
+    args = options(__doc__.splitlines()[0])
+    if args.demo:
         demo()
     else:
-        app.run("127.0.0.1", 8000)
+        app.run("127.0.0.1", args.port)

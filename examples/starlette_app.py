@@ -1,24 +1,34 @@
-"""A Starlette app serving a generated file through ZeroCopyMiddleware.
+"""A Starlette app serving a large file and a video through ZeroCopyMiddleware.
 
     python examples/starlette_app.py          # serve on http://127.0.0.1:8000/
     python examples/starlette_app.py --demo   # download it three ways, check, exit
 
-Then ``curl -r 0-99 http://127.0.0.1:8000/download -o part.bin``.
+The same app under the uvicorn command line, with the middleware's DEBUG log on:
+
+    uvicorn --app-dir examples starlette_app:app \\
+        --http zcmiddleware.uvicorn:AutoHTTPProtocol --log-config examples/logging.json
+
+Open http://127.0.0.1:8000/ and seek in the video, or
+``curl -r 0-99 http://127.0.0.1:8000/download -o part.bin``.
 """
 
 from __future__ import annotations
 
-import sys
-
-from _asgi_demo import demo, generated_file, serve
+from _asgi_demo import demo, serve
+from _content import large_file, options, page, video_file
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Route
 
 from zcmiddleware import ZeroCopyMiddleware
 
-PATH = generated_file()
+PATH = large_file()
+VIDEO = video_file()
+
+
+async def index(request: Request) -> HTMLResponse:
+    return HTMLResponse(page(VIDEO))
 
 
 async def download(request: Request) -> FileResponse:
@@ -26,11 +36,20 @@ async def download(request: Request) -> FileResponse:
     return FileResponse(PATH, filename="download.bin")
 
 
-app = Starlette(routes=[Route("/download", download)])
+async def video(request: Request) -> Response:
+    if VIDEO is None:
+        return Response("no video: ffmpeg is not installed", status_code=404)
+    return FileResponse(VIDEO, media_type="video/webm")
+
+
+app = Starlette(
+    routes=[Route("/", index), Route("/download", download), Route("/video.webm", video)]
+)
 app.add_middleware(ZeroCopyMiddleware, debug_header="X-ZeroCopy-Path")
 
 if __name__ == "__main__":
-    if "--demo" in sys.argv:
+    args = options(__doc__.splitlines()[0])
+    if args.demo:
         demo(app, PATH)
     else:
-        serve(app)
+        serve(app, args.port)

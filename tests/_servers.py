@@ -8,6 +8,7 @@ process group and stop that group the same way.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import signal
 import socket
@@ -155,6 +156,19 @@ def run_example_demo(script: str) -> str:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
+
+
+def get(
+    port: int, path: str, headers: Mapping[str, str] | None = None, timeout: float = 60.0
+) -> tuple[http.client.HTTPResponse, bytes]:
+    """One GET to 127.0.0.1:``port`` on a connection of its own: the response, its body."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=dict(headers or {}))
+        response = conn.getresponse()
+        return response, response.read()
+    finally:
+        conn.close()
 
 
 def python(*args: str) -> list[str]:

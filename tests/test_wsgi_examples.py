@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import http.client
-import os
 import sys
-import tempfile
+from pathlib import Path
 
 import pytest
-from _servers import HOST, ROOT_DIR, free_port, run_example_demo, run_server
+from _servers import ROOT_DIR, free_port, get, run_example_demo, run_server
 
 pytestmark = pytest.mark.integration
 
@@ -19,21 +17,14 @@ def test_flask_example_demo() -> None:
     assert statuses == ["200", "206", "206"], output
 
 
-def test_django_example_answers_a_range() -> None:
+def test_django_example_answers_a_range(tmp_path: Path) -> None:
     port = free_port()
-    argv = [sys.executable, str(ROOT_DIR / "examples" / "django_app.py"), str(port)]
-    with run_server(argv, port=port, cwd=ROOT_DIR):
+    argv = [sys.executable, str(ROOT_DIR / "examples" / "django_app.py"), "--port", str(port)]
+    env = {"ZCMIDDLEWARE_EXAMPLE_DIR": str(tmp_path)}
+    with run_server(argv, port=port, cwd=ROOT_DIR, env=env):
         # The example writes its file before it starts serving.
-        path = os.path.join(tempfile.gettempdir(), "zcmiddleware-django-example.bin")
-        with open(path, "rb") as f:
-            data = f.read()
-        conn = http.client.HTTPConnection(HOST, port, timeout=20)
-        try:
-            conn.request("GET", "/download", headers={"Range": "bytes=0-99"})
-            response = conn.getresponse()
-            body = response.read()
-        finally:
-            conn.close()
+        data = (tmp_path / "download.bin").read_bytes()
+        response, body = get(port, "/download", {"Range": "bytes=0-99"})
     assert response.status == 206
     assert response.getheader("Content-Range") == f"bytes 0-99/{len(data)}"
     assert body == data[:100]
