@@ -26,6 +26,7 @@ from typing import Any, BinaryIO, Literal, TypeVar
 import anyio
 import anyio.to_thread
 
+from ._daphne import paced
 from ._files import (
     ABORTS_SHORT_FILES,
     DEFAULT_CHUNK_SIZE,
@@ -159,7 +160,8 @@ class ZeroCopyMiddleware:
             # pathsend (Starlette's FileResponse names no path for HEAD). The body of
             # anything else is dropped on the way out.
             app_scope["method"] = "GET"
-        responder = _Responder(self, scope, receive, send, handles, server_extensions)
+        # daphne's send returns before the body is written: pace it by its transport.
+        responder = _Responder(self, scope, receive, paced(send), handles, server_extensions)
         await self.app(app_scope, receive, responder.send)
         await responder.finish()
 
