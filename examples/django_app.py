@@ -16,11 +16,10 @@ import tempfile
 
 import django
 from django.conf import settings
-from django.core.wsgi import get_wsgi_application
 from django.http import FileResponse, HttpRequest
 from django.urls import path
 
-from zcmiddleware import ZeroCopyWSGIMiddleware
+from zcmiddleware.django import get_wsgi_application
 
 PATH = os.path.join(tempfile.gettempdir(), "zcmiddleware-django-example.bin")
 
@@ -44,8 +43,8 @@ def download(request: HttpRequest) -> FileResponse:
 
 urlpatterns = [path("download", download)]
 
-# The one line: wrap Django's WSGI application.
-application = ZeroCopyWSGIMiddleware(get_wsgi_application(), debug_header="X-ZeroCopy-Path")
+# The one line: zcmiddleware's get_wsgi_application instead of Django's.
+application = get_wsgi_application(debug_header="X-ZeroCopy-Path")
 
 if __name__ == "__main__":
     from wsgiref.simple_server import make_server
