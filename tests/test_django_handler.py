@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import io
 import os
@@ -9,12 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
-from apps import wsgi_django_app  # noqa: F401 (configures Django as the WSGI tests do)
+from apps import wsgi_django_app  # configures Django as the WSGI tests do
+from apps.asgi_support import parse_byteranges
 from django.core.files.base import File
 from django.core.files.storage import FileSystemStorage
 
-from zcmiddleware.django import regular_file_path
+from zcmiddleware import ZeroCopyMiddleware
+from zcmiddleware.django import ZeroCopyASGIHandler, regular_file_path
 
 
 def test_importing_zcmiddleware_imports_no_django() -> None:
@@ -79,3 +83,48 @@ def test_a_deleted_file_is_left_to_django(tmp_path: Path) -> None:
     with open(tmp_path / "d.bin", "rb") as f:
         (tmp_path / "d.bin").unlink()
         assert regular_file_path(f) is None
+
+
+# --- in process, through the middleware's public protocol only ----------------------
+
+
+def _serve(tmp_path: Path, method: str, handle_ranges: bool, **headers: str) -> httpx.Response:
+    """One request to ``ZeroCopyMiddleware(ZeroCopyASGIHandler())`` over httpx's ASGI
+    transport (a server that offers neither pathsend nor zerocopysend)."""
+    app = ZeroCopyMiddleware(
+        ZeroCopyASGIHandler(), handle_ranges=handle_ranges, debug_header="X-ZC-Path"
+    )
+
+    async def main() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.request(method, "/file/data.bin", headers=headers)
+
+    return asyncio.run(main())
+
+
+@pytest.fixture
+def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    monkeypatch.setattr(wsgi_django_app, "DATA_DIR", str(tmp_path))
+    content = os.urandom(300_000)
+    (tmp_path / "data.bin").write_bytes(content)
+    return content
+
+
+def test_ranges_in_process(tmp_path: Path, data: bytes) -> None:
+    response = _serve(tmp_path, "GET", True, range="bytes=10-19,-5")
+    assert response.status_code == 206
+    parts = parse_byteranges(response.headers["content-type"], response.content)
+    assert [body for _, body in parts] == [data[10:20], data[-5:]]
+    assert response.headers["x-zc-path"] == "fallback"
+
+
+def test_head_and_validators_reaching_django_unhidden(tmp_path: Path, data: bytes) -> None:
+    # handle_ranges=False: HEAD reaches Django as HEAD, the validators and Range as
+    # sent. The file still goes by path, and the HEAD is still answered without a body.
+    head = _serve(tmp_path, "HEAD", False, if_none_match='"x"')
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-length"] == str(len(data))
+    assert head.headers["x-zc-path"] == "none"
+    whole = _serve(tmp_path, "GET", False, range="bytes=0-9")
+    assert (whole.status_code, whole.content) == (200, data)  # the app chose 200
