@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,8 +17,9 @@ from apps import wsgi_django_app  # configures Django as the WSGI tests do
 from apps.asgi_support import parse_byteranges
 from django.core.files.base import File
 from django.core.files.storage import FileSystemStorage
+from django.core.signals import request_finished
 
-from zcmiddleware import ZeroCopyMiddleware
+from zcmiddleware import ZeroCopyMiddleware, _asgi
 from zcmiddleware.django import ZeroCopyASGIHandler, regular_file_path
 
 
@@ -88,7 +90,7 @@ def test_a_deleted_file_is_left_to_django(tmp_path: Path) -> None:
 # --- in process, through the middleware's public protocol only ----------------------
 
 
-def _serve(tmp_path: Path, method: str, handle_ranges: bool, **headers: str) -> httpx.Response:
+def _serve(method: str, handle_ranges: bool, **headers: str) -> httpx.Response:
     """One request to ``ZeroCopyMiddleware(ZeroCopyASGIHandler())`` over httpx's ASGI
     transport (a server that offers neither pathsend nor zerocopysend)."""
     app = ZeroCopyMiddleware(
@@ -112,7 +114,7 @@ def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
 
 
 def test_ranges_in_process(tmp_path: Path, data: bytes) -> None:
-    response = _serve(tmp_path, "GET", True, range="bytes=10-19,-5")
+    response = _serve("GET", True, range="bytes=10-19,-5")
     assert response.status_code == 206
     parts = parse_byteranges(response.headers["content-type"], response.content)
     assert [body for _, body in parts] == [data[10:20], data[-5:]]
@@ -122,9 +124,46 @@ def test_ranges_in_process(tmp_path: Path, data: bytes) -> None:
 def test_head_and_validators_reaching_django_unhidden(tmp_path: Path, data: bytes) -> None:
     # handle_ranges=False: HEAD reaches Django as HEAD, the validators and Range as
     # sent. The file still goes by path, and the HEAD is still answered without a body.
-    head = _serve(tmp_path, "HEAD", False, if_none_match='"x"')
+    head = _serve("HEAD", False, if_none_match='"x"')
     assert (head.status_code, head.content) == (200, b"")
     assert head.headers["content-length"] == str(len(data))
     assert head.headers["x-zc-path"] == "none"
-    whole = _serve(tmp_path, "GET", False, range="bytes=0-9")
+    whole = _serve("GET", False, range="bytes=0-9")
     assert (whole.status_code, whole.content) == (200, data)  # the app chose 200
+
+
+def _count_closes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make the WSGI test app's view open counting files; the list grows by one per
+    file really closed."""
+    closes: list[int] = []
+
+    class CountingFile(io.BufferedReader):
+        def close(self) -> None:
+            if not self.closed:
+                closes.append(1)
+            super().close()
+
+    def counting_open(path: str, mode: str) -> CountingFile:
+        return CountingFile(io.FileIO(path))
+
+    monkeypatch.setattr(wsgi_django_app, "open", counting_open, raising=False)
+    return closes
+
+
+def test_a_file_gone_before_the_middleware_opens_it_is_closed_once(
+    data: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def vanished(path: str) -> Any:
+        raise FileNotFoundError(path)
+
+    finished = []
+    monkeypatch.setattr(_asgi, "open_file", vanished)
+    closes = _count_closes(monkeypatch)
+    request_finished.connect(receiver := lambda **kw: finished.append(1), weak=False)
+    try:
+        with pytest.raises(FileNotFoundError):
+            _serve("GET", True)
+    finally:
+        request_finished.disconnect(receiver)
+    assert finished == [1]
+    assert closes == [1]

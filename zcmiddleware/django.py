@@ -34,6 +34,7 @@ from contextvars import ContextVar
 from typing import Any
 
 import django  # type: ignore[import-untyped]
+from asgiref.sync import sync_to_async
 from django.core.files.base import File  # type: ignore[import-untyped]
 from django.core.handlers.asgi import ASGIHandler  # type: ignore[import-untyped]
 from django.core.wsgi import (  # type: ignore[import-untyped]
@@ -112,8 +113,15 @@ class ZeroCopyASGIHandler(ASGIHandler):  # type: ignore[misc]
         if path is None:
             await super().send_response(response, send)
             return
-        await send(await self._start_message(response))
-        await send({"type": PATHSEND, "path": path})
+        try:
+            await send(await self._start_message(response))
+            await send({"type": PATHSEND, "path": path})
+        except Exception:
+            # The middleware could not serve the path (the file vanished since the
+            # check): the server answers 500. Django closes no response whose sending
+            # raised, so close it here: the file and request_finished, once each.
+            await sync_to_async(response.close)()
+            raise
 
     async def _start_message(self, response: Any) -> Message:
         # Django's own send_response builds the start message (headers as it encodes
