@@ -186,6 +186,15 @@ def test_conditionals(client: httpx.Client) -> None:
     assert response.headers["content-range"] == f"bytes */{SIZE}"
 
 
+def test_the_views_own_validators(client: httpx.Client) -> None:
+    response = client.get("/tagged/data.bin", headers={"if-none-match": '"v1"'})
+    assert (response.status_code, response.content) == (304, b"")
+    assert response.headers["etag"] == '"v1"'
+    assert response.headers["cache-control"] == "max-age=60"
+    response = client.get("/tagged/data.bin", headers={"range": "bytes=5-9", "if-range": '"v1"'})
+    assert (response.status_code, response.content) == (206, DATA[5:10])
+
+
 # --- Django's own behaviour ---------------------------------------------------------
 
 
@@ -198,6 +207,20 @@ def test_request_finished_once_and_file_closed_once(client: httpx.Client, view: 
     # + 1: the /stats request before, whose request_finished fired after it answered
     assert after["finished"] - before["finished"] == 3 + 1
     assert after["opened"] - after["closed"] == before["opened"] - before["closed"] == 0
+
+
+@pytest.mark.parametrize(
+    "target, body",
+    [("/memory", b"in memory " * 1000), ("/seeked/data.bin", DATA[1000:])],
+)
+def test_django_sends_other_file_responses_itself(
+    client: httpx.Client, target: str, body: bytes
+) -> None:
+    # On every server, daphne's paced send included: Django's own streaming body.
+    response = client.get(target)
+    assert response.status_code == 200
+    assert response.content == body
+    assert "x-zc-path" not in response.headers
 
 
 @pytest.fixture(scope="module")

@@ -91,6 +91,13 @@ def seeked(request: HttpRequest, name: str) -> FileResponse:
     return FileResponse(f)
 
 
+def tagged(request: HttpRequest, name: str) -> FileResponse:
+    response = FileResponse(_open(name))
+    response["ETag"] = '"v1"'
+    response["Cache-Control"] = "max-age=60"
+    return response
+
+
 def memory(request: HttpRequest) -> FileResponse:
     return FileResponse(io.BytesIO(b"in memory " * 1000), filename="memory.txt")
 
@@ -112,6 +119,7 @@ urlpatterns = [
     path("attachment/<str:name>", attachment),
     path("storage/<str:name>", storage),
     path("seeked/<str:name>", seeked),
+    path("tagged/<str:name>", tagged),
     path("memory", memory),
     path("hello", hello),
     path("stats", stats),
