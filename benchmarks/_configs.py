@@ -398,6 +398,54 @@ CONFIGS: tuple[Config, ...] = (
         (*_GUNICORN_BEHIND_NGINX, "benchmarks.apps.flask_accel:app"),
         "benchmarks.apps.flask_accel",
     ),
+    Config(
+        name="django-asgi-uvicorn",
+        label="Django FileResponse, ASGIHandler, stock uvicorn (httptools, uvloop)",
+        argv=(
+            *_UVICORN,
+            *_UVICORN_QUIET,
+            "--http",
+            "httptools",
+            "--loop",
+            "uvloop",
+            "benchmarks.apps.django_asgi_plain:application",
+        ),
+        requires=("django", "uvicorn", "httptools", "uvloop"),
+    ),
+    Config(
+        name="django-zc-asgi-uvicorn",
+        label="Django + zcmiddleware.django, stock uvicorn (fallback)",
+        argv=(
+            *_UVICORN,
+            *_UVICORN_QUIET,
+            "--http",
+            "httptools",
+            "--loop",
+            "uvloop",
+            "benchmarks.apps.django_asgi_zc:application",
+        ),
+        requires=("zcmiddleware.django", "benchmarks.apps.django_asgi_zc"),
+        baseline="django-asgi-uvicorn",
+    ),
+    Config(
+        name="django-zc-asgi-zcuvicorn",
+        label="Django + zcmiddleware.django, zcmiddleware.uvicorn, uvloop",
+        argv=(
+            *_UVICORN,
+            *_UVICORN_QUIET,
+            "--http",
+            _ZC_HTTP,
+            "--loop",
+            "uvloop",
+            "benchmarks.apps.django_asgi_zc:application",
+        ),
+        requires=(
+            "zcmiddleware.django",
+            "zcmiddleware.uvicorn:AutoHTTPProtocol",
+            "benchmarks.apps.django_asgi_zc",
+        ),
+        baseline="django-asgi-uvicorn",
+    ),
 )
 
 SCENARIOS: tuple[Scenario, ...] = (

@@ -246,6 +246,25 @@ def tree_cpu_seconds(root: int, *, skip_comm: str | None = None) -> float:
     return sum(table[pid][1] for pid in tree_pids(root, table) if table[pid][2] != skip_comm)
 
 
+def reset_peak_rss(root: int) -> None:
+    """Reset VmHWM of the server tree (Linux: ``5`` in ``/proc/PID/clear_refs``), so
+    that the next :func:`peak_rss` is the peak of one scenario, not of the run."""
+    for pid in tree_pids(root):
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def peak_rss(root: int) -> int:
+    """Sum of VmHWM (peak resident set, bytes) over the server tree."""
+    total = 0
+    for pid in tree_pids(root):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
 def settle(root: int, *, quiet: float = 0.02, interval: float = 0.25, limit: float = 15.0) -> bool:
     """Wait until the server tree stops using CPU (work left over from requests
     wrk abandoned at the end of a run). True if it went quiet within ``limit``."""
@@ -582,6 +601,8 @@ class LoadResult:
     core_busy: list[float]
     loadavg: list[float]
     settled: bool
+    #: Peak resident set of the server tree during the run (VmHWM, reset before it).
+    peak_rss_bytes: int = 0
 
     @property
     def mb_per_s(self) -> float:
@@ -626,6 +647,7 @@ class LoadResult:
                 else None
             ),
             server_cpu_util=round(self.server_cpu_s / self.wall_s, 3),
+            peak_rss_mib=round(self.peak_rss_bytes / MiB, 1),
             client_cpu_util=round(self.client_cpu_s / self.wall_s, 3),
         )
         return out
@@ -666,12 +688,14 @@ def run_load(
         ],
         cpu,
     )
+    reset_peak_rss(server.pid)
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     worker0 = tree_cpu_seconds(server.pid, skip_comm="nginx")
     stat0, cpu0, t0 = cpu_times(), tree_cpu_seconds(server.pid), time.monotonic()
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + wrk_timeout + 30)
     cpu1, t1, stat1 = tree_cpu_seconds(server.pid), time.monotonic(), cpu_times()
     worker1 = tree_cpu_seconds(server.pid, skip_comm="nginx")
+    peak = peak_rss(server.pid)
     children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     line = next((s for s in out.stdout.splitlines() if s.startswith("ZCBENCH ")), None)
     if out.returncode != 0 or line is None:
@@ -692,4 +716,5 @@ def run_load(
         core_busy=busy_fractions(stat0, stat1),
         loadavg=[round(x, 2) for x in os.getloadavg()],
         settled=settled,
+        peak_rss_bytes=peak,
     )

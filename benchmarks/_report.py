@@ -100,6 +100,7 @@ _COLUMNS = (
     ("wrk util", "client_cpu_util", ".2f"),
     ("other@srv", "server_core_other", ".2f"),
     ("other@wrk", "client_core_other", ".2f"),
+    ("peak RSS MiB", "peak_rss_mib", ".0f"),
 )
 
 

@@ -14,11 +14,10 @@ from __future__ import annotations
 import django
 from _content import large_file, options, page, video_file
 from django.conf import settings
-from django.core.wsgi import get_wsgi_application
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.urls import path
 
-from zcmiddleware import ZeroCopyWSGIMiddleware
+from zcmiddleware.django import get_wsgi_application
 
 settings.configure(
     DEBUG=False,
@@ -49,8 +48,8 @@ def video(request: HttpRequest) -> FileResponse:
 
 urlpatterns = [path("", index), path("download", download), path("video.webm", video)]
 
-# The one line: wrap Django's WSGI application.
-application = ZeroCopyWSGIMiddleware(get_wsgi_application(), debug_header="X-ZeroCopy-Path")
+# The one line: zcmiddleware's get_wsgi_application instead of Django's.
+application = get_wsgi_application(debug_header="X-ZeroCopy-Path")
 
 if __name__ == "__main__":
     from wsgiref.simple_server import make_server

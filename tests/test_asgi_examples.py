@@ -8,7 +8,7 @@ from _servers import run_example_demo
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("example", ["starlette_app.py", "fastapi_app.py"])
+@pytest.mark.parametrize("example", ["starlette_app.py", "fastapi_app.py", "django_asgi/run.py"])
 def test_example_demo(example: str) -> None:
     output = run_example_demo(example)
     lines = output.splitlines()

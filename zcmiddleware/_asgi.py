@@ -29,6 +29,7 @@ import anyio.lowlevel
 
 from ._aio import off_loop
 from ._asgi_body import fdopen, send_fallback, send_zerocopy
+from ._daphne import paced
 from ._errors import ClientGone, SendfileRootError
 from ._files import open_fd, open_in_roots
 from ._http import RANGE_FIELDS, REQUEST_FIELDS, sends_no_file, whole_file_headers
@@ -189,7 +190,8 @@ class _Exchange:
         self.options: Options = mw.options
         self.scope = scope
         self.receive = receive
-        self.server_send = send
+        # daphne's send returns before the body is written: pace it by its transport.
+        self.server_send = paced(send)
         self.method: str = scope["method"]
         self.handles = self.options.handles(scope["path"])
         self.paths = _ServerPaths.of(mw, scope, send)

@@ -1,4 +1,5 @@
-"""A single-file Django project behind ZeroCopyWSGIMiddleware, for the WSGI tests.
+"""A single-file Django project through ``zcmiddleware.django.get_wsgi_application``
+(``ZeroCopyWSGIMiddleware`` around Django's), for the WSGI tests.
 
 ``FileResponse`` has no Range support of its own; with the middleware it answers
 ranges, multipart ranges and conditional requests (docs/http.md).
@@ -10,11 +11,10 @@ import os
 
 import django
 from django.conf import settings
-from django.core.wsgi import get_wsgi_application
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.urls import path
 
-from zcmiddleware import ZeroCopyWSGIMiddleware
+from zcmiddleware.django import get_wsgi_application
 
 DATA_DIR = os.environ.get("ZC_DATA_DIR", os.getcwd())
 
@@ -51,4 +51,4 @@ def page(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [path("file/<str:name>", file), path("hello", hello), path("page", page)]
 
-application = ZeroCopyWSGIMiddleware(get_wsgi_application(), debug_header="X-ZC-Path")
+application = get_wsgi_application(debug_header="X-ZC-Path")
