@@ -171,6 +171,22 @@ def get(
         conn.close()
 
 
+def fetch(
+    server: Server, path: str, headers: Mapping[str, str] | None = None, method: str = "GET"
+) -> tuple[int, dict[str, str], bytes]:
+    """One request on a connection of its own: status, headers (lower-case names) and
+    the body exactly as it came over the wire (IncompleteRead if it is shorter than its
+    Content-Length; no content decoding)."""
+    conn = http.client.HTTPConnection(HOST, server.port, timeout=30)
+    try:
+        conn.request(method, path, headers=dict(headers or {}))
+        response = conn.getresponse()
+        body = response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+    finally:
+        conn.close()
+
+
 def python(*args: str) -> list[str]:
     """argv that runs this interpreter (the test venv's) with ``args``."""
     return [sys.executable, *args]

@@ -7,14 +7,13 @@ classes and on stock uvicorn. The app is tests/apps/dropin_app.py.
 from __future__ import annotations
 
 import gzip
-import http.client
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from _multipart import parse_spans
-from _servers import HOST, Server, free_port, python, run_server
+from _servers import HOST, Server, fetch, free_port, python, run_server
 
 pytestmark = pytest.mark.integration
 
@@ -67,20 +66,6 @@ def servers(files: Path) -> Iterator[dict[tuple[str, str], Server]]:
         for context in reversed(stack):
             context.__exit__(None, None, None)
         _running.clear()
-
-
-def fetch(
-    server: Server, path: str, headers: dict[str, str] | None = None, method: str = "GET"
-) -> tuple[int, dict[str, str], bytes]:
-    """One request, the body exactly as it came over the wire (no decoding)."""
-    conn = http.client.HTTPConnection(HOST, server.port, timeout=30)
-    try:
-        conn.request(method, path, headers=headers or {})
-        response = conn.getresponse()
-        body = response.read()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
-    finally:
-        conn.close()
 
 
 def stats(server: Server) -> dict[str, int]:

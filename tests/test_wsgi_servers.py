@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from _multipart import parse_spans
-from _servers import HOST, Server, free_port, python, run_server
+from _servers import HOST, Server, fetch, free_port, python, run_server
 
 pytestmark = pytest.mark.integration
 
@@ -81,19 +81,6 @@ def server(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[tuple[Ser
         _argv(name, APPS[app], port), port=port, env={"ZC_DATA_DIR": str(data_dir)}
     ) as s:
         yield s, name, app
-
-
-def fetch(
-    server: Server, path: str, headers: dict[str, str] | None = None, method: str = "GET"
-) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection(HOST, server.port, timeout=20)
-    try:
-        conn.request(method, path, headers=headers or {})
-        response = conn.getresponse()
-        body = response.read()  # IncompleteRead if shorter than Content-Length
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
-    finally:
-        conn.close()
 
 
 def expected_path(server_name: str, end: int = 0) -> str:

@@ -75,17 +75,19 @@ def _header_name(option: str, value: object) -> str | None:
     return value.lower()
 
 
+def _items(option: str, value: object, single: tuple[type, ...], what: str) -> Iterable[object]:
+    """One ``single`` value is one item -- a string is never iterated as characters --
+    else an iterable of items (bytes never counts as one)."""
+    if isinstance(value, single):
+        return (value,)
+    if isinstance(value, Iterable) and not isinstance(value, (bytes, bytearray)):
+        return value
+    raise TypeError(f"{option} must be {what} or a sequence of them, not {value!r}")
+
+
 def _paths(option: str, value: object) -> tuple[str, ...]:
-    # One str/PathLike is one path: a string is never iterated as characters.
-    items: Iterable[object]
-    if isinstance(value, (str, bytes, os.PathLike)):
-        items = (value,)
-    elif isinstance(value, Iterable):
-        items = value
-    else:
-        raise TypeError(f"{option} must be a path or a sequence of paths, not {value!r}")
     paths = []
-    for item in items:
+    for item in _items(option, value, (str, bytes, os.PathLike), "a path"):
         if not isinstance(item, (str, bytes, os.PathLike)):
             raise TypeError(f"{option} must hold paths (str or os.PathLike), not {item!r}")
         path = os.fsdecode(os.fspath(item))
@@ -98,15 +100,8 @@ def _paths(option: str, value: object) -> tuple[str, ...]:
 
 
 def _prefixes(option: str, value: object) -> tuple[str, ...]:
-    items: Iterable[object]
-    if isinstance(value, str):
-        items = (value,)
-    elif isinstance(value, Iterable) and not isinstance(value, (bytes, bytearray)):
-        items = value
-    else:
-        raise TypeError(f"{option} must be a path prefix or a sequence of them, not {value!r}")
     prefixes = []
-    for item in items:
+    for item in _items(option, value, (str,), "a path prefix"):
         if not isinstance(item, str):
             raise TypeError(f"{option} must hold path prefixes (str), not {item!r}")
         if not item.startswith("/"):
@@ -116,15 +111,8 @@ def _prefixes(option: str, value: object) -> tuple[str, ...]:
 
 
 def _codings(option: str, value: object) -> tuple[str, ...]:
-    items: Iterable[object]
-    if isinstance(value, str):
-        items = (value,)
-    elif isinstance(value, Iterable) and not isinstance(value, (bytes, bytearray)):
-        items = value
-    else:
-        raise TypeError(f"{option} must be a content coding or a sequence of them, not {value!r}")
     codings: list[str] = []
-    for item in items:
+    for item in _items(option, value, (str,), "a content coding"):
         if not isinstance(item, str) or item.lower() not in PRECOMPRESSED_SUFFIXES:
             known = ", ".join(map(repr, PRECOMPRESSED_SUFFIXES))
             raise ValueError(f"{option}: {item!r} is not one of {known}")

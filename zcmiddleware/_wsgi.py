@@ -112,6 +112,7 @@ class _AppSide:
         handles: bool,
     ) -> None:
         self.options = middleware.options
+        self.app = middleware.app
         self.server_environ = environ
         self.server_start_response = start_response
         self.app_closed = False
@@ -226,16 +227,6 @@ class _AppSide:
 class _Exchange(_AppSide):
     """One request through the middleware: run the app, then answer from its file or
     pass its response on."""
-
-    def __init__(
-        self,
-        middleware: ZeroCopyWSGIMiddleware,
-        environ: WSGIEnvironment,
-        start_response: StartResponse,
-        handles: bool,
-    ) -> None:
-        super().__init__(middleware, environ, start_response, handles)
-        self.app = middleware.app
 
     # -------------------------------------------------------------------- flow
 
