@@ -31,7 +31,7 @@ from ._aio import off_loop
 from ._asgi_body import fdopen, send_fallback, send_zerocopy
 from ._daphne import paced
 from ._errors import ClientGone, SendfileRootError
-from ._files import open_fd, open_in_roots
+from ._files import iter_segments, open_fd, open_in_roots
 from ._http import RANGE_FIELDS, REQUEST_FIELDS, sends_no_file, whole_file_headers
 from ._options import (
     ABORTS_SHORT_FILES,
@@ -470,6 +470,9 @@ class _Delivery:
             await self._fallback(send)
 
     async def _fallback(self, send: Send) -> None:
+        if self.answer.body is not None:
+            await send({"type": "http.response.body", "body": self.answer.body})
+            return
         segments, chunk = self.answer.plan.segments, self.x.options.chunk_size
         await send_fallback(send, self.x.receive, self.answer.fd, segments, chunk)
 
@@ -548,14 +551,32 @@ def _whole_file_headers(x: _Exchange, start: Message, path: Any) -> list[Any] | 
 
 def _open_and_answer(x: _Exchange, start: Message, path: Any) -> tuple[int, FileAnswer]:
     fd, facts = open_fd(path if isinstance(path, str) else os.fsdecode(path))
-    return fd, _answer(x, start, fd, facts, os.fsdecode(path))
+    return fd, _read_small_body(x, fd, _answer(x, start, fd, facts, os.fsdecode(path)))
+
+
+def _read_small_body(x: _Exchange, fd: int, answer: FileAnswer) -> FileAnswer:
+    # Still in the worker thread: a body of at most one chunk that the fallback would
+    # read anyway is read now, saving it a second hop.
+    plan, paths = answer.plan, x.paths
+    if not plan.segments or answer.accel or paths.zerocopysend:
+        return answer
+    if plan.body_length > x.options.chunk_size or x.mw._compressor is not None:
+        return answer
+    if paths.pathsend and answer.by_path and answer.whole_file:
+        return answer
+    try:
+        answer.body = b"".join(iter_segments(answer.fd, plan.segments, x.options.chunk_size))
+    except BaseException:
+        _close_all((fd, answer))
+        raise
+    return answer
 
 
 def _open_in_roots(x: _Exchange, start: Message, path: str) -> tuple[int, FileAnswer]:
     real, fd, facts = open_in_roots(path, x.options.sendfile_roots)
     answer = _answer(x, start, fd, facts, real)
     answer.by_path = False  # the checked descriptor is what goes out
-    return fd, answer
+    return fd, _read_small_body(x, fd, answer)
 
 
 def _answer(x: _Exchange, start: Message, fd: int, facts: Any, path: str) -> FileAnswer:

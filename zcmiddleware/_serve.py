@@ -64,6 +64,10 @@ class FileAnswer:
     #: ``sendfile_header`` path: a directory swapped for a symlink after our check
     #: of what we opened would send a file outside the roots.
     by_path: bool = True
+    #: The whole body, read in the same worker-thread hop that opened the file, when
+    #: it is small and would be read anyway (the adapter's fallback): one hop, one
+    #: body message.
+    body: bytes | None = None
 
     @property
     def whole_file(self) -> bool:
