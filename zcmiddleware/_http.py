@@ -14,6 +14,7 @@ Ranges are half-open ``[start, stop)`` internally; ``- 1`` only happens when a
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 import secrets
 import time
@@ -203,8 +204,10 @@ def _epoch(year: int, mon: str, day: str, hh: str, mm: str, ss: str) -> int | No
     return calendar.timegm((year, month, d, h, m, s, 0, 0, 0))
 
 
+@functools.lru_cache(maxsize=1024)
 def format_http_date(epoch_seconds: int) -> str:
-    """IMF-fixdate (§5.6.7), the only format a sender may generate."""
+    """IMF-fixdate (§5.6.7), the only format a sender may generate. Cached: the same
+    few files' mtimes are formatted for every request."""
     t = time.gmtime(epoch_seconds)
     return (
         f"{_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
@@ -469,17 +472,36 @@ def plan_response(
     # part; any other status (404 page, 500 page, ...) goes out as the app chose.
     if status != 200:
         return _body_plan("passthrough", status, facts, (), [(0, facts.size)], is_head, (), "")
-    if not handle_ranges:
-        request_headers = {}
+    if not handle_ranges or not any(name in request_headers for name in REQUEST_FIELDS):
+        return _unconditional_full(facts, response_headers, is_head, handle_ranges)
 
     app = header_map(response_headers)
-    known = _validators(app, facts, request_headers, handle_ranges, now)
+    known = _validators(app, facts, request_headers, now)
     failed = _preconditions(method, request_headers, known, response_headers, now)
     if failed is not None:
         return failed
     content_type = app.get("content-type", "application/octet-stream")
     return _range_plan(method, request_headers, facts, known, response_headers, content_type,
                        boundary, now)  # fmt: skip
+
+
+def _unconditional_full(
+    facts: FileFacts, response_headers: Sequence[tuple[str, str]], is_head: bool, ranges: bool
+) -> Plan:
+    """The plan of most requests -- no Range, no conditional field: 200 with the whole
+    file, the validators the app did not set, and its length. The plan the general
+    path gives, without its header map and part list (a small file feels that cost)."""
+    names = {name.lower() for name, _ in response_headers}
+    headers = []
+    if "etag" not in names:
+        headers.append(("etag", make_etag(facts)))
+    if "last-modified" not in names:
+        headers.append(("last-modified", format_http_date(facts.mtime_ns // 1_000_000_000)))
+    if ranges:
+        headers.append(("accept-ranges", "bytes"))  # §14.3
+    headers.append(("content-length", str(facts.size)))
+    segments = () if is_head or not facts.size else (FileSlice(0, facts.size),)
+    return Plan("full", 200, tuple(headers), _ALWAYS_DROPPED, segments, facts.size)
 
 
 @dataclass(frozen=True)
@@ -497,7 +519,6 @@ def _validators(
     app: Mapping[str, str],
     facts: FileFacts,
     request_headers: Mapping[str, str],
-    handle_ranges: bool,
     now: float | None,
 ) -> _Known:
     added: list[tuple[str, str]] = []
@@ -509,8 +530,7 @@ def _validators(
     if last_modified_value is None:
         last_modified_value = format_http_date(facts.mtime_ns // 1_000_000_000)
         added.append(("last-modified", last_modified_value))
-    if handle_ranges:
-        added.append(("accept-ranges", "bytes"))  # §14.3
+    added.append(("accept-ranges", "bytes"))  # §14.3
     if not any(name in request_headers for name in _COMPARED_FIELDS):
         return _Known(tuple(added), None, None)
     etag = parse_entity_tag(etag_value)
