@@ -205,16 +205,20 @@ def test_request_finished_once_and_file_closed_once(client: httpx.Client, view: 
         assert client.get(f"/{view}/data.bin").content == DATA
     # Django closes the response (the file, request_finished) after the last byte
     # went out, so the client may ask for the counts a moment before: wait, bounded.
+    # (Earlier tests may have left one open: Django's ConditionalGetMiddleware answers
+    # a view's own ETag with a 304 of its own and never closes the FileResponse it
+    # replaced -- Django's behaviour, the same without zcmiddleware; docs/django.md.)
+    unclosed = before["opened"] - before["closed"]
     deadline, asked = time.monotonic() + 10, 0
     while True:
         after, asked = stats(client), asked + 1
-        if after["opened"] == after["closed"] or time.monotonic() > deadline:
+        if after["opened"] - after["closed"] == unclosed or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     # + one per /stats request answered before the last (its request_finished fires
     # after it answered): the one before the downloads, and the earlier polls.
     assert after["finished"] - before["finished"] == 3 + asked
-    assert after["opened"] - after["closed"] == before["opened"] - before["closed"] == 0
+    assert after["opened"] - after["closed"] == unclosed
 
 
 @pytest.mark.parametrize(
