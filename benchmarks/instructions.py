@@ -1,0 +1,252 @@
+"""Instructions per request, plain app vs the middleware: ``python -m benchmarks.instructions``.
+
+Each case of :mod:`benchmarks._inproc` (a fake server driving the app in process) runs
+twice under ``valgrind --tool=callgrind``, with ``N`` and ``2 N`` requests after the
+same warm-up; the difference of the two totals (every thread) over ``N`` is the
+instructions of one request, start-up cancelled out. Deterministic: the same count
+on every run on the same Python and packages (``PYTHONHASHSEED`` is fixed).
+
+Prints the table of issue 13 with the ratios and every target of it as met or not
+met. It never fails on a target (exit 1 only if a case could not run or served
+wrong bytes). ``--profile`` prints a cProfile of every case instead (where the time
+goes, by Python function); ``--keep DIR`` keeps the callgrind files for
+``callgrind_annotate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as ``python benchmarks/instructions.py``
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._inproc import CASES, write_file
+
+ROOT = Path(__file__).resolve().parent.parent
+_COLLECTED = re.compile(r"Collected : (\d+)")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: ``case`` against ``reference``, instructions per request."""
+
+    label: str
+    reference: str
+    case: str
+
+
+#: The issue's table: the middleware against the plain app.
+ROWS = (
+    Row("Starlette FileResponse, server offers pathsend", "starlette-pathsend",
+        "starlette-zc-pathsend"),
+    Row("Starlette, server offers zerocopysend (no aborts_short_files) vs plain on pathsend",
+        "starlette-pathsend", "starlette-zc-zerocopysend"),
+    Row("Starlette, zerocopysend + aborts_short_files (zcmiddleware.uvicorn) vs plain on "
+        "pathsend", "starlette-pathsend", "starlette-zc-zerocopysend-aborts"),
+    Row("Starlette FileResponse, server offers neither (fallback)", "starlette-neither",
+        "starlette-zc-neither"),
+    Row("Flask send_file, gunicorn's FileWrapper", "flask-gunicorn", "flask-zc-gunicorn"),
+    Row("Django FileResponse, gunicorn's FileWrapper", "django-gunicorn", "django-zc-gunicorn"),
+)  # fmt: skip
+
+#: A single 1 KiB range against the whole file, both through the middleware.
+RANGE_ROWS = tuple(
+    Row(f"single range vs whole file, {name}", name, f"{name}-range")
+    for name in (
+        "starlette-zc-pathsend",
+        "starlette-zc-zerocopysend",
+        "starlette-zc-zerocopysend-aborts",
+        "starlette-zc-neither",
+        "flask-zc-gunicorn",
+        "django-zc-gunicorn",
+    )
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    text: str
+    row: Row
+    limit: float
+
+
+_BY_CASE = {r.case: r for r in ROWS + RANGE_ROWS}
+
+#: Issue 13's targets, as ratios of instructions per request (<= limit).
+TARGETS = (
+    Target("ASGI, server offers pathsend", _BY_CASE["starlette-zc-pathsend"], 1.15),
+    Target(
+        "ASGI, zerocopysend as zcmiddleware.uvicorn offers it, vs plain on pathsend",
+        _BY_CASE["starlette-zc-zerocopysend-aborts"],
+        1.3,
+    ),
+    Target(
+        "ASGI, zerocopysend without aborts_short_files, vs plain on pathsend",
+        _BY_CASE["starlette-zc-zerocopysend"],
+        1.3,
+    ),
+    Target("ASGI fallback (server offers neither)", _BY_CASE["starlette-zc-neither"], 0.8),
+    Target("WSGI on gunicorn, Flask", _BY_CASE["flask-zc-gunicorn"], 1.08),
+    Target("WSGI on gunicorn, Django", _BY_CASE["django-zc-gunicorn"], 1.08),
+    *(Target(f"single range, {r.reference}", r, 1.2) for r in RANGE_ROWS),
+)
+
+
+def _env(files: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env["PYTHONHASHSEED"] = "0"
+    env["ZC_BENCH_FILES"] = str(files)
+    return env
+
+
+def _child(case: str, n: int, warmup: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "benchmarks._inproc", case, str(n), f"--warmup={warmup}", *extra]
+
+
+def _run(
+    argv: Sequence[str], env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[-4:])} exited {out.returncode}:\n{out.stderr[-2000:]}")
+    return out
+
+
+def _callgrind_total(case: str, n: int, warmup: int, env: dict[str, str], keep: Path | None) -> int:
+    out_file = f"{keep}/{case}.{n}.callgrind" if keep else os.devnull
+    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}"]
+    out = _run([*argv, *_child(case, n, warmup)], env, timeout=1800)
+    found = _COLLECTED.findall(out.stderr)
+    if not found:
+        raise RuntimeError(f"{case}: no callgrind total in:\n{out.stderr[-2000:]}")
+    return int(found[-1])
+
+
+@dataclass
+class Measured:
+    case: str
+    per_request: float
+    result: str  # what the last response was (status, messages)
+
+
+def measure(case: str, n: int, warmup: int, env: dict[str, str], keep: Path | None) -> Measured:
+    # Natively first: checks the bytes, and leaves the same bytecode caches for both
+    # counted runs.
+    result = _run(_child(case, 3, 1), env, timeout=300).stdout.strip().splitlines()[-1]
+    one = _callgrind_total(case, n, warmup, env, keep)
+    two = _callgrind_total(case, 2 * n, warmup, env, keep)
+    return Measured(case, (two - one) / n, result.removeprefix(f"RESULT {case} "))
+
+
+def _ratio(values: dict[str, Measured], row: Row) -> float | None:
+    a, b = values.get(row.case), values.get(row.reference)
+    return None if a is None or b is None or not b.per_request else a.per_request / b.per_request
+
+
+def _m(x: float) -> str:
+    return f"{x / 1e6:.3f} M"
+
+
+def table(values: dict[str, Measured], rows: Sequence[Row], head: tuple[str, str]) -> str:
+    lines = [f"| path | {head[0]} | {head[1]} | ratio |", "|---|---:|---:|---:|"]
+    for row in rows:
+        ratio = _ratio(values, row)
+        if ratio is None:
+            continue
+        a, b = values[row.reference], values[row.case]
+        lines.append(f"| {row.label} | {_m(a.per_request)} | {_m(b.per_request)} | {ratio:.2f}× |")
+    return "\n".join(lines)
+
+
+def target_lines(values: dict[str, Measured]) -> list[str]:
+    lines = []
+    for t in TARGETS:
+        ratio = _ratio(values, t.row)
+        if ratio is None:
+            continue
+        verdict = "met    " if ratio <= t.limit else "NOT MET"
+        lines.append(f"{verdict} {ratio:.2f}× (target <= {t.limit}×): {t.text}")
+    return lines
+
+
+def profile(cases: Sequence[str], n: int, warmup: int, env: dict[str, str]) -> None:
+    for case in cases:
+        print(f"\n==== {case} ====", flush=True)
+        out = _run(_child(case, n, warmup, "--profile"), env, timeout=600)
+        print(out.stdout, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.instructions", description=__doc__)
+    p.add_argument("-n", type=int, default=400, help="requests per counted run (default 400)")
+    p.add_argument("--warmup", type=int, default=50, help="requests before counting (50)")
+    p.add_argument("--only", action="append", help="cases whose name contains this")
+    p.add_argument("--jobs", type=int, default=2, help="valgrind runs at once (default 2)")
+    p.add_argument("--keep", type=Path, help="keep the callgrind files in this directory")
+    p.add_argument("--json", type=Path, help="write the counts as JSON here")
+    p.add_argument("--profile", action="store_true", help="cProfile each case instead")
+    p.add_argument("--list", action="store_true", help="list the cases")
+    args = p.parse_args(argv)
+    cases = [c for c in CASES if not args.only or any(o in c for o in args.only)]
+    if args.list:
+        print("\n".join(CASES))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="zc-instructions-") as tmp:
+        write_file(Path(tmp))
+        env = _env(Path(tmp))
+        if args.profile:
+            profile(cases, args.n, args.warmup, env)
+            return 0
+        if shutil.which("valgrind") is None:
+            print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
+            return 2
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+        print(
+            f"instructions per request under callgrind: {args.n} and {2 * args.n} requests "
+            f"after {args.warmup} (4 KiB file), difference / {args.n}; {sys.executable} "
+            f"{sys.version.split()[0]}",
+            flush=True,
+        )
+        values: dict[str, Measured] = {}
+        failed: list[str] = []
+        with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+            futures = {
+                c: pool.submit(measure, c, args.n, args.warmup, env, args.keep) for c in cases
+            }
+            for case, future in futures.items():
+                try:
+                    values[case] = future.result()
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    failed.append(case)
+                    print(f"{case}: FAILED: {exc}", file=sys.stderr, flush=True)
+                    continue
+                m = values[case]
+                print(f"  {case:40} {_m(m.per_request):>10}  {m.result}", flush=True)
+    print()
+    print(table(values, ROWS, ("plain app", "with the middleware")))
+    print()
+    print(table(values, RANGE_ROWS, ("whole file", "single range")))
+    print("\ntargets (issue 13; never fails the run):")
+    print("\n".join(target_lines(values)))
+    if args.json:
+        args.json.write_text(
+            json.dumps({c: m.__dict__ for c, m in values.items()}, indent=1) + "\n"
+        )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
