@@ -169,3 +169,33 @@ def test_head_mirrors_get(request: dict[str, str], size: int) -> None:
         get.content_length,
     )
     assert head.segments == ()
+
+
+_APP_HEADERS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["ETag", "etag", "Last-Modified", "Content-Type", "Content-Length", "Cache-Control"]
+        ),
+        st.sampled_from(['"abc"', "Tue, 14 Nov 2023 22:13:20 GMT", "text/plain", "12", ""]),
+    ),
+    max_size=6,
+)
+
+
+@given(
+    st.sampled_from(["GET", "HEAD", "POST", "DELETE"]),
+    st.integers(0, 10**12),
+    _APP_HEADERS,
+    st.dictionaries(st.sampled_from(["host", "accept", "user-agent"]), st.just("x")),
+)
+@settings(max_examples=500)
+def test_request_without_range_or_conditional_gets_the_general_paths_plan(
+    method: str, size: int, app_headers: list[tuple[str, str]], request: dict[str, str]
+) -> None:
+    # The shortcut for the common request must plan exactly what the general path
+    # does: an If-Range without a Range takes the general path and changes nothing.
+    facts = FileFacts(size, MTIME_NS)
+    shortcut = plan_response(method, request, 200, facts, app_headers)
+    general = plan_response(method, {**request, "if-range": '"x"'}, 200, facts, app_headers)
+    assert shortcut == general
+    assert shortcut.kind == "full"

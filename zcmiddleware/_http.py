@@ -331,6 +331,7 @@ _CONDITIONAL_FIELDS = (
     "if-unmodified-since",
     "if-range",
 )
+_PLANNED_FIELDS = ("range", *_CONDITIONAL_FIELDS)
 _ALWAYS_DROPPED = frozenset({"content-length", "content-range", "transfer-encoding"})
 
 
@@ -367,6 +368,8 @@ def plan_response(
     # part; any other status (404 page, 500 page, ...) goes out as the app chose.
     if status != 200:
         return _body_plan("passthrough", status, facts, (), [(0, size)], is_head, (), "")
+    if not any(name in request_headers for name in _PLANNED_FIELDS):
+        return _unconditional_full(facts, response_headers, is_head)
 
     app = header_map(response_headers)
     validators: list[tuple[str, str]] = []
@@ -460,6 +463,24 @@ def plan_response(
         boundary or _new_boundary(),
         content_type,
     )
+
+
+def _unconditional_full(
+    facts: FileFacts, response_headers: Sequence[tuple[str, str]], is_head: bool
+) -> Plan:
+    """The plan of most requests -- no Range, no conditional field: 200 with the whole
+    file, the validators the app did not set, and its length. The same plan as the
+    general path gives, without building its header map or its part list (a small
+    file's request feels that cost)."""
+    names = {name.lower() for name, _ in response_headers}
+    headers = []
+    if "etag" not in names:
+        headers.append(("etag", make_etag(facts)))
+    if "last-modified" not in names:
+        headers.append(("last-modified", format_http_date(facts.mtime_ns // 1_000_000_000)))
+    headers += [("accept-ranges", "bytes"), ("content-length", str(facts.size))]
+    segments = () if is_head or not facts.size else (FileSlice(0, facts.size),)
+    return Plan("full", 200, tuple(headers), _ALWAYS_DROPPED, segments, facts.size)
 
 
 def _if_range_matches(
