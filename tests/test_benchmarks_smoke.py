@@ -65,3 +65,25 @@ def test_smoke_run_serves_correct_bytes_and_records_results(tmp_path: Path) -> N
                 assert scenario["errors"]["status"] == 0, (config["name"], name, scenario)
     assert results["targets"], "targets were not evaluated"
     assert (tmp_path / "smoke.md").read_text().count("|") > 0
+
+
+def test_interleaved_pairs_report_a_median_ratio_with_its_spread(tmp_path: Path) -> None:
+    out = tmp_path / "pairs.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.pairs", "--pairs", "3", "--duration", "1"]
+        + ["--only", "granian-4k", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # A B A B A B: each pair's line printed as it was measured, in order.
+    pair_lines = [line for line in proc.stdout.splitlines() if line.startswith("[granian-4k] pair")]
+    assert [line.split()[2] for line in pair_lines] == ["1/3:", "2/3:", "3/3:"], proc.stdout
+    (ratio,) = json.loads(out.read_text())["ratios"]
+    assert ratio["status"] == "ok", ratio
+    assert len(ratio["config_values"]) == len(ratio["reference_values"]) == 3, ratio
+    assert ratio["low"] <= ratio["median"] <= ratio["high"], ratio
+    assert isinstance(ratio["met"], bool)
+    assert "| ratio | pairs | median | spread (min-max) |" in proc.stdout
