@@ -13,14 +13,17 @@ Under TLS nothing is advertised and uvicorn behaves exactly as usual.
 
 from __future__ import annotations
 
+import asyncio
 import os
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
+import h11
 import uvicorn
+from uvicorn.protocols.http import h11_impl
 
 from zcmiddleware._files import ABORTS_SHORT_FILES
+from zcmiddleware._uvicorn_compat import check_uvicorn
 from zcmiddleware._uvicorn_sendfile import (
     EXTENSIONS,
     FileSpan,
@@ -33,42 +36,17 @@ from zcmiddleware._uvicorn_sendfile import (
     span_from_zerocopysend,
 )
 
-__all__ = ["AutoHTTPProtocol", "H11Protocol", "HttpToolsProtocol"]
-
-# The uvicorn internals touched here (the cycles' response state, h11's
-# passthrough, the protocols' ``cycle`` attribute) are unchanged from 0.30 to
-# 0.54, but only from 0.36 on does uvicorn accept ``--http module:Class`` (or
-# the string in ``uvicorn.run``). The test-suite passes on 0.36.0, 0.40.0,
-# 0.53.0 and 0.54.0; the upper bound is the first release not yet checked.
-SUPPORTED_UVICORN = ((0, 36), (0, 55))
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for piece in version.split(".")[:2]:
-        match = re.match(r"\d+", piece)
-        parts.append(int(match.group()) if match else 0)
-    return tuple(parts)
-
-
-if not (SUPPORTED_UVICORN[0] <= _version_tuple(uvicorn.__version__) < SUPPORTED_UVICORN[1]):
-    _low, _high = (".".join(map(str, bound)) for bound in SUPPORTED_UVICORN)
-    raise ImportError(
-        f"zcmiddleware.uvicorn supports uvicorn>={_low},<{_high}, "
-        f"but uvicorn {uvicorn.__version__} is installed"
-    )
-
-import asyncio  # noqa: E402
-
-import h11  # noqa: E402
-from uvicorn.protocols.http import h11_impl  # noqa: E402
-
 try:
     from uvicorn.protocols.http import httptools_impl
 except ImportError:  # httptools is not installed
     _HAS_HTTPTOOLS = False
 else:
     _HAS_HTTPTOOLS = True
+
+__all__ = ["AutoHTTPProtocol", "H11Protocol", "HttpToolsProtocol"]
+
+# The internals used here, not the version, decide (docs/uvicorn.md).
+check_uvicorn(uvicorn.__version__, h11_impl, httptools_impl if _HAS_HTTPTOOLS else None, h11)
 
 if TYPE_CHECKING:
     from uvicorn._types import ASGISendEvent
