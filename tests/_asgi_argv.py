@@ -1,0 +1,45 @@
+"""The command lines that serve an ASGI app on 127.0.0.1, one per server setup.
+
+Shared by the ASGI integration tests so that each server is started the same way
+wherever it is tested (HTTP/1.1, HTTP/2 over cleartext, memory).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from _servers import HOST, python
+
+
+def _granian() -> str:
+    granian = shutil.which("granian", path=os.path.dirname(python()[0]))
+    assert granian is not None
+    return granian
+
+
+def asgi_argv(name: str, port: int, target: str = "apps.asgi_app:app") -> list[str]:
+    """argv serving ``target`` on ``port``; the ``-h2`` setups speak HTTP/2 over
+    cleartext to a client with prior knowledge (RFC 9113 §3.3), and HTTP/1.1 too."""
+    bind = f"{HOST}:{port}"
+    argv = {
+        "uvicorn": python("-m", "uvicorn", target, "--host", HOST, "--port", str(port)),
+        "granian": [_granian(), "--interface", "asgi", "--host", HOST, "--port", str(port)],
+        "anycorn": python("-m", "anycorn", "-k", "trio", "-b", bind, target),
+        "hypercorn": python("-m", "hypercorn", "-b", bind, target),
+        # gunicorn's native ASGI worker (gunicorn 27)
+        "gunicorn-asgi": python("-m", "gunicorn", "-k", "asgi", "-b", bind, target),
+        "daphne": python("-m", "daphne", "-b", HOST, "-p", str(port), target),
+        # HTTP/2
+        "uvicorn-zttp-h2": python(
+            "-m", "uvicorn", target, "--host", HOST, "--port", str(port), "--http", "zttp"
+        )
+        + ["--http2"],
+        "granian-h2": [_granian(), "--interface", "asgi", "--http", "2"]
+        + ["--host", HOST, "--port", str(port)],
+        "anycorn-h2": python("-m", "anycorn", "-k", "trio", "-b", bind, target),
+        "hypercorn-h2": python("-m", "hypercorn", "-b", bind, target),
+    }[name]
+    if argv[0].endswith("granian"):
+        argv.append(target)
+    return argv
