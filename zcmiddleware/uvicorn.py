@@ -14,7 +14,6 @@ Under TLS nothing is advertised and uvicorn behaves exactly as usual.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
@@ -27,13 +26,10 @@ from zcmiddleware._uvicorn_compat import check_uvicorn
 from zcmiddleware._uvicorn_sendfile import (
     EXTENSIONS,
     FileSpan,
-    PeerGone,
-    ShortFile,
     SocketSender,
-    advance_position,
-    open_path,
+    file_span,
     plain_socket,
-    span_from_zerocopysend,
+    transmit_or_abandon,
 )
 
 try:
@@ -91,18 +87,10 @@ class _FileSendingCycle:
         # pathsend is always the whole file and always the last message.
         more_body = kind == _ZEROCOPYSEND and bool(fields.get("more_body", False))
         if self.scope["method"] != "HEAD":
-            if kind == _PATHSEND:
-                span = await open_path(fields["path"])
-            else:
-                span = span_from_zerocopysend(fields)
-            try:
-                await self._transmit_or_abandon(span, more_body)
-            finally:
-                if span.owned:
-                    os.close(span.fd)
+            async with file_span(fields) as span:
+                await transmit_or_abandon(self._transmit(span, more_body), self._abandon)
             if self.disconnected:
                 return
-            advance_position(span)
         if self.transport.is_closing():
             # Closed under us (a reset seen by the loop) before connection_lost ran:
             # uvloop refuses every write now, uvicorn's empty final body included.
@@ -111,21 +99,6 @@ class _FileSendingCycle:
         await self._uvicorn_send(
             {"type": "http.response.body", "body": b"", "more_body": more_body}
         )
-
-    async def _transmit_or_abandon(self, span: FileSpan, more_body: bool) -> None:
-        try:
-            await self._transmit(span, more_body)
-        except PeerGone:
-            # Like uvicorn after a disconnect: no error, later sends are no-ops.
-            self._abandon()
-        except ShortFile as exc:
-            # The framing promised bytes the file no longer has; finishing the
-            # response would desynchronise the client, so drop the connection.
-            self._abandon()
-            raise RuntimeError(f"Response aborted: {exc}") from None
-        except OSError:
-            self._abandon()
-            raise
 
     def _abandon(self) -> None:
         self.disconnected = True
@@ -240,6 +213,15 @@ AutoHTTPProtocol: type[asyncio.Protocol] = HttpToolsProtocol if _HAS_HTTPTOOLS e
 
 
 def __getattr__(name: str) -> Any:
+    if name == "UvicornWorker":  # gunicorn -k zcmiddleware.uvicorn.UvicornWorker
+        try:
+            from zcmiddleware._uvicorn_worker import UvicornWorker
+        except ImportError as exc:
+            raise ImportError(
+                f"zcmiddleware.uvicorn.UvicornWorker needs uvicorn-worker ({exc}): "
+                "pip install uvicorn-worker"
+            ) from exc
+        return UvicornWorker
     if name == "HttpToolsProtocol":
         raise AttributeError(
             "zcmiddleware.uvicorn.HttpToolsProtocol needs httptools, which is not installed; "
