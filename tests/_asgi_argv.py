@@ -11,6 +11,10 @@ import shutil
 
 from _servers import HOST, python
 
+ZC_GUNICORN = "zcmiddleware.gunicorn.ASGIWorker"
+# h2c by prior knowledge, or HTTP/1.1 (gunicorn trusts 127.0.0.1 for it by default)
+GUNICORN_H2C = ("--http-protocols", "h2,h1", "--http2-cleartext", "both")
+
 
 def _granian() -> str:
     granian = shutil.which("granian", path=os.path.dirname(python()[0]))
@@ -27,8 +31,9 @@ def asgi_argv(name: str, port: int, target: str = "apps.asgi_app:app") -> list[s
         "granian": [_granian(), "--interface", "asgi", "--host", HOST, "--port", str(port)],
         "anycorn": python("-m", "anycorn", "-k", "trio", "-b", bind, target),
         "hypercorn": python("-m", "hypercorn", "-b", bind, target),
-        # gunicorn's native ASGI worker (gunicorn 27)
+        # gunicorn's native ASGI worker (gunicorn 27), and zcmiddleware's variant of it
         "gunicorn-asgi": python("-m", "gunicorn", "-k", "asgi", "-b", bind, target),
+        "gunicorn-zc": python("-m", "gunicorn", "-k", ZC_GUNICORN, "-b", bind, target),
         "daphne": python("-m", "daphne", "-b", HOST, "-p", str(port), target),
         # HTTP/2
         "uvicorn-zttp-h2": python(
@@ -39,6 +44,10 @@ def asgi_argv(name: str, port: int, target: str = "apps.asgi_app:app") -> list[s
         + ["--host", HOST, "--port", str(port)],
         "anycorn-h2": python("-m", "anycorn", "-k", "trio", "-b", bind, target),
         "hypercorn-h2": python("-m", "hypercorn", "-b", bind, target),
+        "gunicorn-asgi-h2": python("-m", "gunicorn", "-k", "asgi", "-b", bind, *GUNICORN_H2C)
+        + [target],
+        "gunicorn-zc-h2": python("-m", "gunicorn", "-k", ZC_GUNICORN, "-b", bind, *GUNICORN_H2C)
+        + [target],
     }[name]
     if argv[0].endswith("granian"):
         argv.append(target)

@@ -43,15 +43,18 @@ SERVERS = {
     "anycorn": ("zerocopysend", "zerocopysend"),
     "hypercorn": ("fallback", "fallback"),
     "gunicorn-asgi": ("fallback", "fallback"),
+    "gunicorn-zc": ("zerocopysend", "zerocopysend"),  # zcmiddleware.gunicorn.ASGIWorker
     "daphne": ("fallback", "fallback"),
     # HTTP/2 over cleartext, prior knowledge: the client speaks nothing else.
     "uvicorn-zttp-h2": ("fallback", "fallback"),
     "granian-h2": ("pathsend", "fallback"),
     "anycorn-h2": ("pathsend", "fallback"),  # zerocopysend is HTTP/1.x only
     "hypercorn-h2": ("fallback", "fallback"),
+    "gunicorn-asgi-h2": ("fallback", "fallback"),
+    "gunicorn-zc-h2": ("fallback", "fallback"),  # the worker offers nothing over HTTP/2
 }
 #: servers that run the app in a worker process (count that one's descriptors)
-WORKER_PROCESS = {"granian", "granian-h2", "gunicorn-asgi"}
+WORKER_PROCESS = {"granian", "granian-h2"} | {n for n in SERVERS if n.startswith("gunicorn")}
 
 
 def _is_h2(name: str) -> bool:
