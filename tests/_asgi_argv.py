@@ -10,10 +10,20 @@ import os
 import shutil
 
 from _servers import HOST, python
+from _tls import TLSFiles
 
 ZC_GUNICORN = "zcmiddleware.gunicorn.ASGIWorker"
 # h2c by prior knowledge, or HTTP/1.1 (gunicorn trusts 127.0.0.1 for it by default)
 GUNICORN_H2C = ("--http-protocols", "h2,h1", "--http2-cleartext", "both")
+
+
+def _tls_options(argv: list[str], tls: TLSFiles) -> list[str]:
+    cert, key = str(tls.cert), str(tls.key)
+    if argv[0].endswith("granian"):
+        return ["--ssl-certificate", cert, "--ssl-keyfile", key]
+    if "uvicorn" in argv:
+        return ["--ssl-certfile", cert, "--ssl-keyfile", key]
+    return ["--certfile", cert, "--keyfile", key]  # hypercorn, anycorn, gunicorn
 
 
 def _granian() -> str:
@@ -22,10 +32,18 @@ def _granian() -> str:
     return granian
 
 
-def asgi_argv(name: str, port: int, target: str = "apps.asgi_app:app") -> list[str]:
+def asgi_argv(
+    name: str, port: int, target: str = "apps.asgi_app:app", tls: TLSFiles | None = None
+) -> list[str]:
     """argv serving ``target`` on ``port``; the ``-h2`` setups speak HTTP/2 over
-    cleartext to a client with prior knowledge (RFC 9113 §3.3), and HTTP/1.1 too."""
+    cleartext to a client with prior knowledge (RFC 9113 §3.3), and HTTP/1.1 too;
+    a ``-tls`` suffix serves the same over TLS with ``tls`` (HTTP/2 by ALPN)."""
     bind = f"{HOST}:{port}"
+    if name.endswith("-tls"):
+        assert tls is not None, name
+        argv = asgi_argv(name.removesuffix("-tls"), port, target)
+        argv[-1:-1] = _tls_options(argv, tls)  # before the app
+        return argv
     argv = {
         "uvicorn": python("-m", "uvicorn", target, "--host", HOST, "--port", str(port)),
         "granian": [_granian(), "--interface", "asgi", "--host", HOST, "--port", str(port)],

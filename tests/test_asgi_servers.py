@@ -4,8 +4,9 @@ Each server runs ``apps.asgi_app:app``: a recording layer, then the middleware, 
 Starlette app. The recording layer sits between the server and the middleware and
 keeps the ASGI message types that went to the server, per ``x-test-id``; the tests
 read them back from ``/__record__`` and assert them, next to the exact bytes.
-The ``-h2`` setups run every test over HTTP/2 (cleartext, prior knowledge), and the
-client checks that each response came by the HTTP version it asked for.
+The ``-h2`` setups run every test over HTTP/2 (cleartext, prior knowledge; with
+``-tls``, over TLS by ALPN), and the client checks that each response came by the
+HTTP version it asked for.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ import httpx
 import pytest
 from _asgi_argv import asgi_argv
 from _servers import HOST, Server, free_port, run_server
+from _tls import TLSFiles, write_tls_files
 from apps.asgi_support import parse_byteranges
 
 pytestmark = pytest.mark.integration
@@ -52,13 +55,23 @@ SERVERS = {
     "hypercorn-h2": ("fallback", "fallback"),
     "gunicorn-asgi-h2": ("fallback", "fallback"),
     "gunicorn-zc-h2": ("fallback", "fallback"),  # the worker offers nothing over HTTP/2
+    # HTTP/2 over TLS, negotiated by ALPN: what browsers speak.
+    "uvicorn-zttp-h2-tls": ("fallback", "fallback"),
+    "granian-h2-tls": ("pathsend", "fallback"),
+    "anycorn-h2-tls": ("pathsend", "fallback"),
+    "hypercorn-h2-tls": ("fallback", "fallback"),
+    "gunicorn-zc-h2-tls": ("fallback", "fallback"),
 }
 #: servers that run the app in a worker process (count that one's descriptors)
-WORKER_PROCESS = {"granian", "granian-h2"} | {n for n in SERVERS if n.startswith("gunicorn")}
+WORKER_PROCESS = {n for n in SERVERS if n.startswith(("granian", "gunicorn"))}
 
 
 def _is_h2(name: str) -> bool:
-    return name.endswith("-h2")
+    return "-h2" in name
+
+
+def _is_tls(name: str) -> bool:
+    return name.endswith("-tls")
 
 
 @pytest.fixture(scope="module")
@@ -72,23 +85,42 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module", params=list(SERVERS))
 def server(request: pytest.FixtureRequest, files: Path) -> Iterator[tuple[str, Server]]:
     name = str(request.param)
-    if name == "uvicorn-zttp-h2" and importlib.util.find_spec("zttp") is None:
+    if name.startswith("uvicorn-zttp") and importlib.util.find_spec("zttp") is None:
         pytest.skip("zttp (uvicorn's HTTP/2) needs Python 3.11")
+    tls = request.getfixturevalue("tls") if _is_tls(name) else None
     port = free_port()
-    with run_server(asgi_argv(name, port), port=port, env={"ZC_DIR": str(files)}) as srv:
+    argv = asgi_argv(name, port, tls=tls)
+    with run_server(argv, port=port, env={"ZC_DIR": str(files)}) as srv:
         yield name, srv
 
 
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    return write_tls_files(tmp_path_factory.mktemp("asgi-tls"))
+
+
+def _client_tls(name: str, request: pytest.FixtureRequest) -> ssl.SSLContext | None:
+    if not _is_tls(name):
+        return None
+    context = ssl.create_default_context(cafile=str(request.getfixturevalue("tls").ca))
+    if _is_h2(name):
+        context.set_alpn_protocols(["h2"])
+    return context
+
+
 @pytest.fixture
-def client(server: tuple[str, Server]) -> Iterator[httpx.Client]:
-    h2 = _is_h2(server[0])
+def client(server: tuple[str, Server], request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
+    name, srv = server
+    h2 = _is_h2(name)
     version = "HTTP/2" if h2 else "HTTP/1.1"
+    context = _client_tls(name, request)
 
     def check_version(response: httpx.Response) -> None:
         assert response.http_version == version
 
     with httpx.Client(
-        base_url=server[1].url,
+        base_url=f"https://{HOST}:{srv.port}" if context else srv.url,
+        verify=context or True,
         timeout=20,
         http1=not h2,
         http2=h2,
@@ -195,7 +227,7 @@ def test_non_file_response_passes_through(server: tuple[str, Server], client: ht
 
 
 def test_disconnect_mid_file_leaks_no_descriptor(
-    server: tuple[str, Server], client: httpx.Client
+    server: tuple[str, Server], client: httpx.Client, request: pytest.FixtureRequest
 ) -> None:
     name, srv = server
     pid = srv.children()[0] if name in WORKER_PROCESS else srv.pid
@@ -205,10 +237,13 @@ def test_disconnect_mid_file_leaks_no_descriptor(
         b"GET /download HTTP/1.1\r\nHost: x\r\n\r\n",
         b"GET /download HTTP/1.1\r\nHost: x\r\nRange: bytes=10-\r\n\r\n",  # fallback too
     ]
+    context = _client_tls(name, request)
     for raw in (_h2_requests() if _is_h2(name) else requests) * 2:
-        with socket.create_connection((HOST, srv.port)) as sock:
+        with socket.create_connection((HOST, srv.port)) as tcp:
+            sock = context.wrap_socket(tcp, server_hostname=HOST) if context else tcp
             sock.sendall(raw)
             sock.recv(65536)  # the headers and the start of the body, then hang up
+            sock.close()
     deadline = time.monotonic() + 5
     while srv.open_fds(pid) > before and time.monotonic() < deadline:
         time.sleep(0.05)

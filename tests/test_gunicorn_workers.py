@@ -5,7 +5,7 @@
 The app is ``tests/apps/uvicorn_starlette_app.py``: Starlette ``FileResponse`` with or
 without ``ZeroCopyMiddleware``; importing it installs an ``os.sendfile`` byte counter
 in the worker process (``GET /stats``), which is how the path is proven. The raw
-app, its plan runner and the TLS files are those of tests/test_uvicorn_protocol.py.
+app and its plan runner are those of tests/test_uvicorn_protocol.py.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 from _servers import HOST, Server, free_port, python, run_server
+from _tls import write_tls_files
 from apps.asgi_support import parse_byteranges
-from test_uvicorn_protocol import check_plan, plan_query, tls_files  # noqa: F401 (a fixture)
+from test_uvicorn_protocol import check_plan, plan_query
 
 pytestmark = pytest.mark.integration
 
@@ -137,11 +138,8 @@ def test_disconnect_mid_file_leaks_no_descriptor(server: Server) -> None:
     assert len(response.content) == SIZE  # still serving
 
 
-def test_tls_offers_nothing_and_downloads_are_correct(
-    files: Path,
-    tls_files: tuple[Path, Path, Path],  # noqa: F811 (the fixture imported above)
-) -> None:
-    ca_path, cert_path, key_path = tls_files
+def test_tls_offers_nothing_and_downloads_are_correct(files: Path, tmp_path: Path) -> None:
+    ca_path, cert_path, key_path = write_tls_files(tmp_path)
     port = free_port()
     tls = ("--certfile", str(cert_path), "--keyfile", str(key_path))
     argv = _gunicorn(ZC_WORKER, port, "wrapped", *tls)

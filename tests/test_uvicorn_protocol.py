@@ -25,8 +25,8 @@ from typing import Any
 import h11
 import httpx
 import pytest
-import trustme
 from _servers import HOST, Server, free_port, python, run_server
+from _tls import write_tls_files
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -505,14 +505,7 @@ def test_any_mix_of_messages_gives_exact_bytes(
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    root = tmp_path_factory.mktemp("tls")
-    ca = trustme.CA()
-    cert = ca.issue_cert(HOST)
-    ca_path, cert_path, key_path = root / "ca.pem", root / "cert.pem", root / "key.pem"
-    ca.cert_pem.write_to_path(str(ca_path))
-    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_path))
-    cert.private_key_pem.write_to_path(str(key_path))
-    return ca_path, cert_path, key_path
+    return write_tls_files(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.mark.parametrize("combo", [COMBOS[1], COMBOS[2]], ids=lambda c: f"{c[0]}-{c[1]}")
