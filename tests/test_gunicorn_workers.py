@@ -194,3 +194,11 @@ def test_file_shorter_than_count_aborts_the_connection(raw_server: Server, files
     ):
         c.get("/plan", params=plan_query(plan))
     assert len(httpx.get(f"{raw_server.url}/auto?file=medium.bin", timeout=TIMEOUT).content) == SIZE
+
+
+def test_five_pipelined_requests(raw_server: Server, files: Path) -> None:
+    # The uvicorn test, on gunicorn: spans, pathsend, Content-Length and chunked
+    # responses to requests written all at once, read back in order on one connection.
+    import test_uvicorn_protocol
+
+    test_uvicorn_protocol.test_five_pipelined_requests(raw_server, files)
