@@ -121,6 +121,22 @@ _GRANIAN = (
     "--no-access-log",
 )
 
+# gunicorn's native ASGI worker (-k asgi) and zcmiddleware's variant of it.
+_GUNICORN_ASGI = (
+    "{python}",
+    "-m",
+    "gunicorn",
+    "--bind",
+    "{host}:{port}",
+    "--workers",
+    "1",
+    "--keep-alive",
+    "60",
+    "--log-level",
+    "warning",
+    "--worker-class",
+)
+
 NGINX_CONF = """\
 daemon off;
 master_process on;
@@ -345,6 +361,33 @@ CONFIGS: tuple[Config, ...] = (
         argv=(*_GRANIAN, "benchmarks.apps.starlette_zc:app"),
         requires=("granian", "zcmiddleware:ZeroCopyMiddleware", "benchmarks.apps.starlette_zc"),
         baseline="starlette-granian",
+    ),
+    Config(
+        name="starlette-gunicorn-asgi",
+        label="Starlette FileResponse, gunicorn -k asgi",
+        argv=(*_GUNICORN_ASGI, "asgi", "benchmarks.apps.starlette_plain:app"),
+        requires=("gunicorn.workers.gasgi", "starlette"),
+        default=False,
+    ),
+    Config(
+        name="starlette-zc-gunicorn-asgi",
+        label="Starlette + ZeroCopyMiddleware, gunicorn -k asgi (fallback)",
+        argv=(*_GUNICORN_ASGI, "asgi", "benchmarks.apps.starlette_zc:app"),
+        requires=("gunicorn.workers.gasgi", "benchmarks.apps.starlette_zc"),
+        baseline="starlette-gunicorn-asgi",
+        default=False,
+    ),
+    Config(
+        name="starlette-zc-zcgunicorn-asgi",
+        label="Starlette + ZeroCopyMiddleware, gunicorn -k zcmiddleware.gunicorn.ASGIWorker",
+        argv=(
+            *_GUNICORN_ASGI,
+            "zcmiddleware.gunicorn.ASGIWorker",
+            "benchmarks.apps.starlette_zc:app",
+        ),
+        requires=("zcmiddleware.gunicorn:ASGIWorker", "benchmarks.apps.starlette_zc"),
+        baseline="starlette-gunicorn-asgi",
+        default=False,
     ),
     Config(
         name="flask-gunicorn",

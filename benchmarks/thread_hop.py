@@ -3,7 +3,7 @@
 ``python -m benchmarks.thread_hop``: awaits a trivial ``os.fstat`` 5,000 times one
 after another and 200 x 32 at once, through ``loop.run_in_executor`` and through
 ``anyio.to_thread.run_sync``, on uvloop. The middleware's choice of the executor on
-asyncio (``zcmiddleware._asgi._off_loop``) rests on this measurement.
+asyncio (``zcmiddleware._aio.off_loop``) rests on this measurement.
 """
 
 from __future__ import annotations

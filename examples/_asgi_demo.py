@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 import urllib.request
@@ -15,7 +16,8 @@ try:
     import zcmiddleware.uvicorn  # noqa: F401
 
     HTTP = "zcmiddleware.uvicorn:AutoHTTPProtocol"
-except ImportError:  # pragma: no cover - an install without it still runs, by the fallback
+except ImportError as exc:  # still correct, by the fallback; say why it is not zero-copy
+    print(f"zcmiddleware.uvicorn not used, files go by the fallback: {exc}", file=sys.stderr)
     HTTP = "auto"
 
 

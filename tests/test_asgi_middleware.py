@@ -453,9 +453,17 @@ async def test_cancelled_while_opening_leaks_no_descriptor(
     monkeypatch.setattr(asgi_module, "open_fd", slow_open)
     before = open_fds()
     server = Server(CAPABILITIES["zerocopysend"])
-    with anyio.move_on_after(0.05):
-        await wrap(str(directory))(server.scope("GET", "/download"), server.receive, server.send)
-    assert await anyio.to_thread.run_sync(opened.wait, 5)
+    app = wrap(str(directory))
+    async with anyio.create_task_group() as tg:
+
+        async def cancel_once_opened() -> None:
+            # Not a timer: on a loaded machine the open may start after any fixed delay.
+            assert await anyio.to_thread.run_sync(opened.wait, 30)
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(cancel_once_opened)
+        await app(server.scope("GET", "/download"), server.receive, server.send)
+    assert opened.is_set()
     for _ in range(250):  # the thread sleeps 0.2 s after opening; bounded wait
         if open_fds() == before:
             break

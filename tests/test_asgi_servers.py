@@ -4,21 +4,29 @@ Each server runs ``apps.asgi_app:app``: a recording layer, then the middleware, 
 Starlette app. The recording layer sits between the server and the middleware and
 keeps the ASGI message types that went to the server, per ``x-test-id``; the tests
 read them back from ``/__record__`` and assert them, next to the exact bytes.
+The ``-h2`` setups run every test over HTTP/2 (cleartext, prior knowledge; with
+``-tls``, over TLS by ALPN), and the client checks that each response came by the
+HTTP version it asked for.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import shutil
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import h2.config
+import h2.connection
 import httpx
 import pytest
-from _servers import HOST, Server, free_port, python, run_server
+from _asgi_argv import asgi_argv
+from _servers import HOST, Server, free_port, run_server
+from _tls import TLSFiles, write_tls_files
 from apps.asgi_support import parse_byteranges
 
 pytestmark = pytest.mark.integration
@@ -31,28 +39,39 @@ START = "http.response.start"
 BODY = "http.response.body"
 
 
-def _argv(name: str, port: int) -> list[str]:
-    target = "apps.asgi_app:app"
-    if name == "uvicorn":
-        return python("-m", "uvicorn", target, "--host", HOST, "--port", str(port))
-    if name == "granian":
-        granian = shutil.which("granian", path=os.path.dirname(python()[0]))
-        assert granian is not None
-        return [granian, "--interface", "asgi", "--host", HOST, "--port", str(port), target]
-    if name == "anycorn":
-        return python("-m", "anycorn", "-k", "trio", "-b", f"{HOST}:{port}", target)
-    if name == "hypercorn":
-        return python("-m", "hypercorn", "-b", f"{HOST}:{port}", target)
-    raise AssertionError(name)
-
-
 #: server -> (path a whole file takes, path a range takes)
 SERVERS = {
     "uvicorn": ("fallback", "fallback"),
     "granian": ("pathsend", "fallback"),
     "anycorn": ("zerocopysend", "zerocopysend"),
     "hypercorn": ("fallback", "fallback"),
+    "gunicorn-asgi": ("fallback", "fallback"),
+    "gunicorn-zc": ("zerocopysend", "zerocopysend"),  # zcmiddleware.gunicorn.ASGIWorker
+    "daphne": ("fallback", "fallback"),
+    # HTTP/2 over cleartext, prior knowledge: the client speaks nothing else.
+    "uvicorn-zttp-h2": ("fallback", "fallback"),
+    "granian-h2": ("pathsend", "fallback"),
+    "anycorn-h2": ("pathsend", "fallback"),  # zerocopysend is HTTP/1.x only
+    "hypercorn-h2": ("fallback", "fallback"),
+    "gunicorn-asgi-h2": ("fallback", "fallback"),
+    "gunicorn-zc-h2": ("fallback", "fallback"),  # the worker offers nothing over HTTP/2
+    # HTTP/2 over TLS, negotiated by ALPN: what browsers speak.
+    "uvicorn-zttp-h2-tls": ("fallback", "fallback"),
+    "granian-h2-tls": ("pathsend", "fallback"),
+    "anycorn-h2-tls": ("pathsend", "fallback"),
+    "hypercorn-h2-tls": ("fallback", "fallback"),
+    "gunicorn-zc-h2-tls": ("fallback", "fallback"),
 }
+#: servers that run the app in a worker process (count that one's descriptors)
+WORKER_PROCESS = {n for n in SERVERS if n.startswith(("granian", "gunicorn"))}
+
+
+def _is_h2(name: str) -> bool:
+    return "-h2" in name
+
+
+def _is_tls(name: str) -> bool:
+    return name.endswith("-tls")
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +85,47 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module", params=list(SERVERS))
 def server(request: pytest.FixtureRequest, files: Path) -> Iterator[tuple[str, Server]]:
     name = str(request.param)
+    if name.startswith("uvicorn-zttp") and importlib.util.find_spec("zttp") is None:
+        pytest.skip("zttp (uvicorn's HTTP/2) needs Python 3.11")
+    tls = request.getfixturevalue("tls") if _is_tls(name) else None
     port = free_port()
-    with run_server(_argv(name, port), port=port, env={"ZC_DIR": str(files)}) as srv:
+    argv = asgi_argv(name, port, tls=tls)
+    with run_server(argv, port=port, env={"ZC_DIR": str(files)}) as srv:
         yield name, srv
 
 
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    return write_tls_files(tmp_path_factory.mktemp("asgi-tls"))
+
+
+def _client_tls(name: str, request: pytest.FixtureRequest) -> ssl.SSLContext | None:
+    if not _is_tls(name):
+        return None
+    context = ssl.create_default_context(cafile=str(request.getfixturevalue("tls").ca))
+    if _is_h2(name):
+        context.set_alpn_protocols(["h2"])
+    return context
+
+
 @pytest.fixture
-def client(server: tuple[str, Server]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server[1].url, timeout=20) as c:
+def client(server: tuple[str, Server], request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
+    name, srv = server
+    h2 = _is_h2(name)
+    version = "HTTP/2" if h2 else "HTTP/1.1"
+    context = _client_tls(name, request)
+
+    def check_version(response: httpx.Response) -> None:
+        assert response.http_version == version
+
+    with httpx.Client(
+        base_url=f"https://{HOST}:{srv.port}" if context else srv.url,
+        verify=context or True,
+        timeout=20,
+        http1=not h2,
+        http2=h2,
+        event_hooks={"response": [check_version]},
+    ) as c:
         yield c
 
 
@@ -175,26 +227,40 @@ def test_non_file_response_passes_through(server: tuple[str, Server], client: ht
 
 
 def test_disconnect_mid_file_leaks_no_descriptor(
-    server: tuple[str, Server], client: httpx.Client
+    server: tuple[str, Server], client: httpx.Client, request: pytest.FixtureRequest
 ) -> None:
     name, srv = server
-    # granian runs the app in a worker process: count that one's descriptors.
-    pid = srv.children()[0] if name == "granian" else srv.pid
+    pid = srv.children()[0] if name in WORKER_PROCESS else srv.pid
     client.get("/download")  # warm up: lazily opened descriptors are opened now
     before = srv.open_fds(pid)
     requests = [
         b"GET /download HTTP/1.1\r\nHost: x\r\n\r\n",
         b"GET /download HTTP/1.1\r\nHost: x\r\nRange: bytes=10-\r\n\r\n",  # fallback too
     ]
-    for raw in requests * 2:
-        with socket.create_connection((HOST, srv.port)) as sock:
+    context = _client_tls(name, request)
+    for raw in (_h2_requests() if _is_h2(name) else requests) * 2:
+        with socket.create_connection((HOST, srv.port)) as tcp:
+            sock = context.wrap_socket(tcp, server_hostname=HOST) if context else tcp
             sock.sendall(raw)
             sock.recv(65536)  # the headers and the start of the body, then hang up
+            sock.close()
     deadline = time.monotonic() + 5
     while srv.open_fds(pid) > before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert srv.open_fds(pid) <= before
     assert client.get("/download").content == DATA  # still serving
+
+
+def _h2_requests() -> list[bytes]:
+    """The same two requests, each as the bytes that open an HTTP/2 connection."""
+    requests = []
+    for extra in ([], [("range", "bytes=10-")]):
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        headers = [(":method", "GET"), (":path", "/download"), (":scheme", "http")]
+        conn.send_headers(1, [*headers, (":authority", "x"), *extra], end_stream=True)
+        requests.append(conn.data_to_send())
+    return requests
 
 
 # -------------------------------------------------- every line of docs/http.md, per server

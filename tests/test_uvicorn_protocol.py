@@ -25,8 +25,8 @@ from typing import Any
 import h11
 import httpx
 import pytest
-import trustme
 from _servers import HOST, Server, free_port, python, run_server
+from _tls import write_tls_files
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -505,14 +505,7 @@ def test_any_mix_of_messages_gives_exact_bytes(
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    root = tmp_path_factory.mktemp("tls")
-    ca = trustme.CA()
-    cert = ca.issue_cert(HOST)
-    ca_path, cert_path, key_path = root / "ca.pem", root / "cert.pem", root / "key.pem"
-    ca.cert_pem.write_to_path(str(ca_path))
-    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_path))
-    cert.private_key_pem.write_to_path(str(key_path))
-    return ca_path, cert_path, key_path
+    return write_tls_files(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.mark.parametrize("combo", [COMBOS[1], COMBOS[2]], ids=lambda c: f"{c[0]}-{c[1]}")
@@ -626,19 +619,6 @@ def test_auto_protocol_falls_back_to_h11_without_httptools() -> None:
     result = _run_python(code)
     assert result.returncode == 0, result.stderr
     assert "needs httptools" in result.stdout
-
-
-@pytest.mark.parametrize("version", ["0.30.0", "0.35.0", "0.55.0", "1.0.0"])
-def test_unsupported_uvicorn_version_is_an_import_error(version: str) -> None:
-    code = (
-        f"import uvicorn; uvicorn.__version__ = {version!r}\n"
-        "try:\n    import zcmiddleware.uvicorn\n"
-        "except ImportError as e:\n    print(e)\nelse:\n    raise SystemExit('imported')\n"
-    )
-    result = _run_python(code)
-    assert result.returncode == 0, result.stderr + result.stdout
-    assert f"uvicorn {version} is installed" in result.stdout
-    assert ">=0.36,<0.55" in result.stdout
 
 
 # --- pathsend of something that is not a regular file ---------------------------

@@ -20,7 +20,9 @@ Why it looks the way it does:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,6 +34,8 @@ __all__ = [
     "EXTENSIONS",
     "FileSpan",
     "SocketSender",
+    "file_span",
+    "transmit_or_abandon",
     "open_path",
     "plain_socket",
     "span_from_zerocopysend",
@@ -163,6 +167,41 @@ async def open_path(path: Any) -> FileSpan:
 
 def _close_span(span: FileSpan) -> None:
     os.close(span.fd)
+
+
+@contextlib.asynccontextmanager
+async def file_span(message: Mapping[str, Any]) -> AsyncIterator[FileSpan]:
+    """The span a zerocopysend or pathsend message names. Afterwards a file we
+    opened is closed and, once sent, the app's file position is moved past it."""
+    if message["type"] == EXTENSIONS[1]:
+        span = await open_path(message["path"])
+    else:
+        span = span_from_zerocopysend(message)
+    try:
+        yield span
+    finally:
+        if span.owned:
+            os.close(span.fd)
+    advance_position(span)
+
+
+async def transmit_or_abandon(transmit: Awaitable[None], abandon: Callable[[], None]) -> None:
+    """Await a span's transmission; whatever goes wrong, ``abandon`` the connection.
+
+    The client gone is no error (later sends are no-ops, as servers do after a
+    disconnect). A file that ended early is: the framing promised bytes it no
+    longer has, so finishing the response would desynchronise the client.
+    """
+    try:
+        await transmit
+    except ClientGone:
+        abandon()
+    except FileShrankError as exc:
+        abandon()
+        raise RuntimeError(f"Response aborted: {exc}") from None
+    except OSError:
+        abandon()
+        raise
 
 
 class SocketSender:

@@ -13,54 +13,24 @@ Under TLS nothing is advertised and uvicorn behaves exactly as usual.
 
 from __future__ import annotations
 
-import os
-import re
+import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
+import h11
 import uvicorn
+from uvicorn.protocols.http import h11_impl
 
-from zcmiddleware._errors import ClientGone, FileShrankError
 from zcmiddleware._options import ABORTS_SHORT_FILES
+from zcmiddleware._uvicorn_compat import check_uvicorn
 from zcmiddleware._uvicorn_sendfile import (
     EXTENSIONS,
     FileSpan,
     SocketSender,
-    advance_position,
-    open_path,
+    file_span,
     plain_socket,
-    span_from_zerocopysend,
+    transmit_or_abandon,
 )
-
-__all__ = ["AutoHTTPProtocol", "H11Protocol", "HttpToolsProtocol"]
-
-# The uvicorn internals touched here (the cycles' response state, h11's
-# passthrough, the protocols' ``cycle`` attribute) are unchanged from 0.30 to
-# 0.54, but only from 0.36 on does uvicorn accept ``--http module:Class`` (or
-# the string in ``uvicorn.run``). The test-suite passes on 0.36.0, 0.40.0,
-# 0.53.0 and 0.54.0; the upper bound is the first release not yet checked.
-SUPPORTED_UVICORN = ((0, 36), (0, 55))
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for piece in version.split(".")[:2]:
-        match = re.match(r"\d+", piece)
-        parts.append(int(match.group()) if match else 0)
-    return tuple(parts)
-
-
-if not (SUPPORTED_UVICORN[0] <= _version_tuple(uvicorn.__version__) < SUPPORTED_UVICORN[1]):
-    _low, _high = (".".join(map(str, bound)) for bound in SUPPORTED_UVICORN)
-    raise ImportError(
-        f"zcmiddleware.uvicorn supports uvicorn>={_low},<{_high}, "
-        f"but uvicorn {uvicorn.__version__} is installed"
-    )
-
-import asyncio  # noqa: E402
-
-import h11  # noqa: E402
-from uvicorn.protocols.http import h11_impl  # noqa: E402
 
 try:
     from uvicorn.protocols.http import httptools_impl
@@ -68,6 +38,11 @@ except ImportError:  # httptools is not installed
     _HAS_HTTPTOOLS = False
 else:
     _HAS_HTTPTOOLS = True
+
+__all__ = ["AutoHTTPProtocol", "H11Protocol", "HttpToolsProtocol"]
+
+# The internals used here, not the version, decide (docs/uvicorn.md).
+check_uvicorn(uvicorn.__version__, h11_impl, httptools_impl if _HAS_HTTPTOOLS else None, h11)
 
 if TYPE_CHECKING:
     from uvicorn._types import ASGISendEvent
@@ -112,18 +87,10 @@ class _FileSendingCycle:
         # pathsend is always the whole file and always the last message.
         more_body = kind == _ZEROCOPYSEND and bool(fields.get("more_body", False))
         if self.scope["method"] != "HEAD":
-            if kind == _PATHSEND:
-                span = await open_path(fields["path"])
-            else:
-                span = span_from_zerocopysend(fields)
-            try:
-                await self._transmit_or_abandon(span, more_body)
-            finally:
-                if span.owned:
-                    os.close(span.fd)
+            async with file_span(fields) as span:
+                await transmit_or_abandon(self._transmit(span, more_body), self._abandon)
             if self.disconnected:
                 return
-            advance_position(span)
         if self.transport.is_closing():
             # Closed under us (a reset seen by the loop) before connection_lost ran:
             # uvloop refuses every write now, uvicorn's empty final body included.
@@ -132,21 +99,6 @@ class _FileSendingCycle:
         await self._uvicorn_send(
             {"type": "http.response.body", "body": b"", "more_body": more_body}
         )
-
-    async def _transmit_or_abandon(self, span: FileSpan, more_body: bool) -> None:
-        try:
-            await self._transmit(span, more_body)
-        except ClientGone:
-            # Like uvicorn after a disconnect: no error, later sends are no-ops.
-            self._abandon()
-        except FileShrankError as exc:
-            # The framing promised bytes the file no longer has; finishing the
-            # response would desynchronise the client, so drop the connection.
-            self._abandon()
-            raise RuntimeError(f"Response aborted: {exc}") from None
-        except OSError:
-            self._abandon()
-            raise
 
     def _abandon(self) -> None:
         self.disconnected = True
@@ -261,6 +213,15 @@ AutoHTTPProtocol: type[asyncio.Protocol] = HttpToolsProtocol if _HAS_HTTPTOOLS e
 
 
 def __getattr__(name: str) -> Any:
+    if name == "UvicornWorker":  # gunicorn -k zcmiddleware.uvicorn.UvicornWorker
+        try:
+            from zcmiddleware._uvicorn_worker import UvicornWorker
+        except ImportError as exc:
+            raise ImportError(
+                f"zcmiddleware.uvicorn.UvicornWorker needs uvicorn-worker ({exc}): "
+                "pip install uvicorn-worker"
+            ) from exc
+        return UvicornWorker
     if name == "HttpToolsProtocol":
         raise AttributeError(
             "zcmiddleware.uvicorn.HttpToolsProtocol needs httptools, which is not installed; "
