@@ -450,11 +450,12 @@ class _Delivery:
 
     async def run(self) -> None:
         plan, send = self.answer.plan, self.x.to_server
-        logger.debug(
-            "%s %s -> %d %s, %d body bytes via %s",
-            *(self.x.method, self.x.scope["path"], plan.status, plan.kind),
-            *(plan.body_length, self.how.value),
-        )
+        if logger.isEnabledFor(logging.DEBUG):  # the arguments cost a small file's request
+            logger.debug(
+                "%s %s -> %d %s, %d body bytes via %s",
+                *(self.x.method, self.x.scope["path"], plan.status, plan.kind),
+                *(plan.body_length, self.how.value),
+            )
         if self.compress:
             await self._through_compressor()
             return

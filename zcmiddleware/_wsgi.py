@@ -345,7 +345,8 @@ class _Exchange(_AppSide):
         if self.options.debug_header:
             headers.append((self.options.debug_header, how.value))
         status = answer.plan.status
-        logger.debug("%s %s -> %s via %s", self.method, self.path(), status, how.value)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s %s -> %s via %s", self.method, self.path(), status, how.value)
         try:
             self.commit(self.status if status == code and self.status else _status_line(status),
                         headers)  # fmt: skip
