@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import socket
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,14 +191,22 @@ class Connections:
     """Requests on one kept-alive connection, a new one whenever the server closes it
     (gunicorn sync closes after every response); each reuse is checked by the reply."""
 
+    #: A connection idle this long is not reused: the server may close an idle
+    #: connection when it likes (uvicorn after 5 s), which a loaded machine reaches.
+    IDLE = 2.0
+
     def __init__(self, port: int) -> None:
         self.port = port
         self.client: RawClient | None = None
+        self.used = 0.0
 
     def request(self, target: bytes, headers: bytes = b"", method: bytes = b"GET") -> Reply:
+        if self.client is not None and time.monotonic() - self.used > self.IDLE:
+            self.close()
         if self.client is None:
             self.client = RawClient(self.port)
         reply = self.client.request(target, headers, method)
+        self.used = time.monotonic()
         if not reply.keep_alive:
             self.close()
         return reply

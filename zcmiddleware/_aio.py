@@ -23,27 +23,27 @@ async def off_loop(
 
     On asyncio the loop's own executor carries it: an ``anyio.to_thread`` round trip
     costs measurably more (``python -m benchmarks.thread_hop``, docs/asgi.md). Elsewhere
-    (trio) anyio's worker threads. The wait is shielded from cancel scopes, as
-    ``anyio.to_thread.run_sync`` is: a cancelled request still waits for the thread,
-    so no descriptor is closed under a running ``pread``. A plain ``Task.cancel()``
-    (which no shield stops) leaves the thread running: its result then goes to
-    ``orphan`` (e.g. to close a descriptor it opened) instead of being lost.
+    (trio) anyio's worker threads. Either way a cancelled request still waits for its
+    thread, so no descriptor is closed under a running ``pread`` (that was seen: EBADF
+    in the thread, when Django's handler cancels its task on a disconnect). anyio's
+    cancel scopes are held off by a shield; a plain ``Task.cancel()``, which no shield
+    stops, is absorbed until the thread is done and then raised again -- after the
+    thread's result went to ``orphan`` (to close a descriptor it opened, say).
     """
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return await anyio.to_thread.run_sync(fn, *args)
     future = loop.run_in_executor(None, functools.partial(fn, *args))
+    cancelled = False
     with anyio.CancelScope(shield=True):
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            if orphan is not None:
-                future.add_done_callback(functools.partial(_hand_over, orphan))
-            raise
-    raise AssertionError("unreachable")  # for mypy: a shielded scope may swallow nothing
-
-
-def _hand_over(orphan: Callable[[Any], object], future: asyncio.Future[Any]) -> None:
-    if not future.cancelled() and future.exception() is None:
+        while not future.done():
+            try:
+                await asyncio.shield(future)
+            except asyncio.CancelledError:
+                cancelled = True
+    if not cancelled:
+        return future.result()
+    if future.exception() is None and orphan is not None:
         orphan(future.result())
+    raise asyncio.CancelledError

@@ -16,6 +16,7 @@ or Twisted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -28,8 +29,19 @@ Send = Callable[[Message], Awaitable[None]]
 
 def paced(send: Send) -> Send:
     """``send``, waiting for daphne's transport after each body message with more to
-    come; any other server's ``send`` as it is."""
+    come; any other server's ``send`` as it is.
+
+    The ``send`` may be daphne's own or one closure around it (Starlette's
+    ServerErrorMiddleware, outside every user middleware, wraps it so): the closure
+    is still what is awaited, daphne's request only tells when to go on.
+    """
     request = _daphne_request(send)
+    if request is None:
+        for cell in getattr(send, "__closure__", None) or ():
+            with contextlib.suppress(ValueError):  # an empty cell
+                request = _daphne_request(cell.cell_contents)
+            if request is not None:
+                break
     if request is None:
         return send
     return _PacedSend(send, request)

@@ -4,7 +4,8 @@ Used in-process by the unit tests and served by real servers in the integration
 tests (``apps.asgi_app:app``; the environment names the files and the options):
 
 * ``ZC_DIR``: directory holding ``data.bin`` (and ``public/`` for X-Sendfile);
-* the recording layer sits between the server and the middleware and keeps, per
+* ``ZC_RECORD=0``: no recording layer; otherwise it sits between the server and
+  the middleware and keeps, per
   ``x-test-id`` request header, the ASGI message types that went to the server;
   ``GET /__record__?id=...`` answers them as JSON (recorded at send time, so a
   client that has read the whole response can ask at once).
@@ -117,6 +118,9 @@ def _from_environment() -> ASGIApp:
     options: dict[str, Any] = {}
     if "ZC_CHUNK_SIZE" in os.environ:  # for the chunk-size measurement (docs/asgi.md)
         options["chunk_size"] = int(os.environ["ZC_CHUNK_SIZE"])
+    if os.environ.get("ZC_RECORD") == "0":
+        # The server's own send, unwrapped (daphne's is recognised and paced by it).
+        return wrap(directory, **options)
     return Recorder(wrap(directory, **options))
 
 
