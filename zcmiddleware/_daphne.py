@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -35,6 +36,8 @@ def paced(send: Send) -> Send:
     ServerErrorMiddleware, outside every user middleware, wraps it so): the closure
     is still what is awaited, daphne's request only tells when to go on.
     """
+    if "daphne.server" not in sys.modules:
+        return send  # not on daphne: nothing to look at, on every request
     request = _daphne_request(send)
     if request is None:
         for cell in getattr(send, "__closure__", None) or ():
