@@ -1,10 +1,12 @@
 """Servers and a raw HTTP/1.1 client shared by the hardening tests.
 
 Every kind serves ``apps/hardening_asgi_app.py`` or ``apps/hardening_wsgi_app.py``
-(the same routes): uvicorn with ``zcmiddleware.uvicorn`` (zerocopysend), stock
-uvicorn (the fallback), granian (pathsend), gunicorn sync and gthread (gunicorn's
-own FileWrapper). The client speaks raw bytes over a socket so that CR, LF, NUL and
-non-ASCII reach the server as sent, and reads a response exactly as framed.
+(the same routes; ``apps/hardening_django_app.py`` for Django on ASGI): uvicorn with
+``zcmiddleware.uvicorn`` (zerocopysend), stock uvicorn (the fallback), granian
+(pathsend), Django through ``zcmiddleware.django`` on stock uvicorn, gunicorn sync and
+gthread (gunicorn's own FileWrapper). The client speaks raw bytes over a socket so
+that CR, LF, NUL and non-ASCII reach the server as sent, and reads a response exactly
+as framed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import pytest
 from _servers import HOST, Server, free_port, python, run_server
 
-ASGI_KINDS = ["uvicorn-zerocopy", "uvicorn-stock", "granian"]
+ASGI_KINDS = ["uvicorn-zerocopy", "uvicorn-stock", "granian", "django-asgi"]
 WSGI_KINDS = ["gunicorn-sync", "gunicorn-gthread"]
 KINDS = ASGI_KINDS + WSGI_KINDS
 
@@ -33,6 +35,11 @@ DEBUG_HEADER = {k: "x-zerocopy-path" for k in ASGI_KINDS} | {k: "x-zc-path" for 
 
 def argv(kind: str, port: int, *, workers: int = 1) -> list[str]:
     asgi, wsgi = "apps.hardening_asgi_app:app", "apps.hardening_wsgi_app:application"
+    if kind == "django-asgi":  # Django on ASGI: stock uvicorn, the fallback reads
+        return python(
+            "-m", "uvicorn", "apps.hardening_django_app:application", "--host", HOST,
+            "--port", str(port), "--no-access-log", "--workers", str(workers),
+        )  # fmt: skip
     if kind.startswith("uvicorn"):
         zerocopy = kind.endswith("zerocopy")
         extra = ["--http", "zcmiddleware.uvicorn:AutoHTTPProtocol"] if zerocopy else []
@@ -97,7 +104,14 @@ def each_kind(
     kind = str(request.param)
     with serve(kind, directory, **options) as srv:
         yield kind, srv
-        assert "ResourceWarning" not in srv.log()
+        # Not for Django: its ASGI handler drops a response whose client left while
+        # the view ran, closed by the collector (a ResourceWarning), with or without
+        # zcmiddleware (ZC_DJANGO_PLAIN=1 shows it). The middleware's own descriptors
+        # are os.open ones, which warn of nothing: the descriptor counts cover them.
+        log = srv.log()
+        if kind != "django-asgi":
+            at = max(0, log.find("ResourceWarning") - 1500)
+            assert "ResourceWarning" not in log, log[at : at + 3000]
 
 
 @dataclass

@@ -89,6 +89,12 @@ def test_app_names_what_is_not_a_regular_file(
     kind, srv = server
     if name == "fifo" and kind in WSGI_KINDS:
         pytest.skip("Flask's send_file opens a FIFO itself, blocking, before the middleware")
+    if name in ("fifo", "/dev/zero") and kind == "django-asgi":
+        # zcmiddleware.django sends what is not a regular file exactly as Django does,
+        # and Django on ASGI reads such a FileResponse whole into memory before its
+        # first byte (or blocks in the view's open of a FIFO): endless, with or without
+        # the middleware (docs/django.md).
+        pytest.skip("Django reads a device or FIFO FileResponse without end, as without us")
     fifo = directory / "fifo"
     if not fifo.exists():
         os.mkfifo(fifo)
