@@ -101,9 +101,14 @@ class ZeroCopyMiddleware(Configured[ASGIApp]):
     _outer_of: tuple[object, str] = (None, "")
 
     @functools.cached_property
+    def sendfile_raw(self) -> bytes:
+        """``sendfile_header`` as an ASGI header name."""
+        return (self.options.sendfile_header or "").encode()
+
+    @functools.cached_property
     def private_raw(self) -> frozenset[bytes]:
         """:meth:`Options.private_headers` as ASGI header names."""
-        return frozenset(name.encode() for name in self.options.private_headers())
+        return frozenset(name.encode() for name in self.options.private_headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -287,14 +292,14 @@ class _Responder:
 
     async def _hold(self, message: Message) -> None:
         self.start, self.state = message, _State.HELD
-        name = self.x.options.sendfile_header
-        if name is None:
+        if self.x.options.sendfile_header is None:
             return
+        name = self.x.mw.sendfile_raw
         headers = message.get("headers", ())
-        path = next((bytes(v) for k, v in headers if k.lower() == name.encode()), None)
+        path = next((bytes(v) for k, v in headers if k.lower() == name), None)
         if path is not None:
             # Whatever happens next, the path never reaches the client.
-            kept = [(k, v) for k, v in headers if k.lower() != name.encode()]
+            kept = [(k, v) for k, v in headers if k.lower() != name]
             self.start, self.state = {**message, "headers": kept}, _State.SENDFILE
             self.sendfile_path = path
 
@@ -365,7 +370,7 @@ class _Responder:
         status = start.get("status", 200)
         if sends_no_file(status):
             # The app answered 304, 412, ... itself: the file is not even opened.
-            private = self.x.options.private_headers()
+            private = self.x.options.private_headers
             app_headers = _str_headers(start, private)
             headers = [(k.encode("latin-1"), v.encode("latin-1"))
                        for k, v in bodiless_headers(status, app_headers)]  # fmt: skip
@@ -581,7 +586,7 @@ def _open_in_roots(x: _Exchange, start: Message, path: str) -> tuple[int, FileAn
 
 
 def _answer(x: _Exchange, start: Message, fd: int, facts: Any, path: str) -> FileAnswer:
-    app_headers = _str_headers(start, x.options.private_headers())
+    app_headers = _str_headers(start, x.options.private_headers)
     try:
         return answer_file(
             x.method, x.request, start.get("status", 200), app_headers, fd, facts, path,

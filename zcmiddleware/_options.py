@@ -8,6 +8,7 @@ Nothing here does I/O but the construction-time check that configured roots exis
 from __future__ import annotations
 
 import enum
+import functools
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -188,8 +189,10 @@ class Options:
         answer (``handle_ranges``, less ``exclude_paths``)."""
         return self.handle_ranges and not path.startswith(self.exclude_paths)
 
+    @functools.cached_property
     def private_headers(self) -> frozenset[str]:
-        """Response header names of the app that never reach the client."""
+        """Response header names of the app that never reach the client (computed
+        once: it is read for every file response)."""
         return frozenset(h for h in (self.sendfile_header, self.debug_header) if h)
 
 
