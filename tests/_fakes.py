@@ -151,7 +151,8 @@ class WsgiServer:
         try:
             status, headers = self.calls[-1]
             fields = {k.lower(): v for k, v in headers}
-            if isinstance(result, FileWrapper):
+            self.by_file_wrapper = isinstance(result, FileWrapper)
+            if self.by_file_wrapper:
                 fd = result.filelike.fileno()
                 length = int(fields["content-length"])
                 body = os.pread(fd, length, os.lseek(fd, 0, os.SEEK_CUR))

@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 import pytest
-from _fakes import CAPABILITIES, AsgiServer, WsgiServer
+from _fakes import CAPABILITIES, PATHSEND, ZEROCOPYSEND, AsgiServer, WsgiServer
 
 from zcmiddleware import ZeroCopyMiddleware, ZeroCopyWSGIMiddleware
 
@@ -48,7 +48,12 @@ def asgi(path: Path, method: str, headers: dict[str, str], extensions: str) -> d
         )
 
     anyio.run(run)
-    return {"status": server.status, "headers": server.headers, "body": bytes(server.body)}
+    return {
+        "status": server.status,
+        "headers": server.headers,
+        "body": bytes(server.body),
+        "messages": server.messages,
+    }
 
 
 def wsgi(path: Path, method: str, headers: dict[str, str], gunicorn: bool) -> dict[str, Any]:
@@ -60,7 +65,8 @@ def wsgi(path: Path, method: str, headers: dict[str, str], gunicorn: bool) -> di
     environ = {"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()}
     server = WsgiServer(REQUEST_METHOD=method, **environ)
     status, got, body = (server.run_like_gunicorn if gunicorn else server.run)(middleware)
-    return {"status": int(status[:3]), "headers": got, "body": body}
+    by_file_wrapper = getattr(server, "by_file_wrapper", False)
+    return {"status": int(status[:3]), "headers": got, "body": body, "sendfile": by_file_wrapper}
 
 
 SIDES = [
@@ -129,11 +135,18 @@ def test_stale_or_irregular_variants_are_not_served(js: Path, side: Any) -> None
 
 
 def test_the_variant_goes_by_the_zero_copy_path(js: Path) -> None:
+    # Counted in the messages the server got (and gunicorn's own FileWrapper), not
+    # taken from the debug header alone.
     got = asgi(js, "GET", {"Accept-Encoding": "br"}, "zerocopysend")
+    (file_message,) = [m for m in got["messages"] if m["type"] == ZEROCOPYSEND]
+    assert (file_message["offset"], file_message["count"]) == (0, len(BR))
     assert got["headers"]["x-path"] == "zerocopysend"
     got = asgi(js, "GET", {"Accept-Encoding": "br"}, "pathsend")
-    assert got["headers"]["x-path"] == "pathsend"  # the whole variant, by its own path
+    (path_message,) = [m for m in got["messages"] if m["type"] == PATHSEND]
+    assert path_message["path"] == str(js) + ".br"  # the whole variant, by its own path
+    assert got["headers"]["x-path"] == "pathsend"
     got = wsgi(js, "GET", {"Accept-Encoding": "br"}, True)
+    assert got["sendfile"] and got["body"] == BR  # gunicorn's FileWrapper: sendfile(2)
     assert got["headers"]["x-path"] == "file_wrapper"
 
 
