@@ -1,9 +1,11 @@
 """How much one worker-thread round trip costs on the event loop, two ways.
 
 ``python -m benchmarks.thread_hop``: awaits a trivial ``os.fstat`` 5,000 times one
-after another and 200 x 32 at once, through ``loop.run_in_executor`` and through
-``anyio.to_thread.run_sync``, on uvloop. The middleware's choice of the executor on
-asyncio (``zcmiddleware._aio.off_loop``) rests on this measurement.
+after another and 200 x 32 at once, through ``loop.run_in_executor``, through
+``anyio.to_thread.run_sync`` and through the middleware's own ``off_loop`` (its worker
+threads, the cancel-proof wait included), on uvloop. The middleware's choice of its own
+workers on asyncio (``zcmiddleware._aio``) rests on this measurement and on the
+instruction counts of ``benchmarks.instructions``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections.abc import Awaitable, Callable
 
 import anyio.to_thread
 import uvloop
+
+from zcmiddleware._aio import off_loop
 
 
 def _work() -> os.stat_result:
@@ -41,6 +45,7 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     await _measure("run_in_executor", lambda: loop.run_in_executor(None, _work))
     await _measure("anyio.to_thread", lambda: anyio.to_thread.run_sync(_work))
+    await _measure("off_loop", lambda: off_loop(_work))
 
 
 if __name__ == "__main__":
