@@ -34,6 +34,7 @@ if __package__ in (None, ""):  # run as ``python benchmarks/_inproc.py``
 PATHSEND = "http.response.pathsend"
 ZEROCOPYSEND = "http.response.zerocopysend"
 ABORTS_SHORT_FILES = "zcmiddleware.aborts_short_files"
+OPENS_BEFORE_START = "zcmiddleware.opens_before_start"
 FILE_NAME = "4k.bin"
 FILE_SIZE = 4096
 #: The single range of the range cases: 1 KiB from inside the file.
@@ -45,7 +46,12 @@ Server = Literal["pathsend", "zerocopysend", "zerocopysend-aborts", "neither", "
 _EXTENSIONS: dict[str, Callable[[], dict[str, Any]]] = {
     "pathsend": lambda: {PATHSEND: {}},
     "zerocopysend": lambda: {ZEROCOPYSEND: {}, PATHSEND: {}},
-    "zerocopysend-aborts": lambda: {ZEROCOPYSEND: {ABORTS_SHORT_FILES: True}, PATHSEND: {}},
+    # What zcmiddleware.uvicorn offers. Like every pathsend here, the fake does not
+    # open the file, with or without the start marked OPENS_BEFORE_START.
+    "zerocopysend-aborts": lambda: {
+        ZEROCOPYSEND: {ABORTS_SHORT_FILES: True},
+        PATHSEND: {OPENS_BEFORE_START: True},
+    },
     "neither": dict,
 }
 

@@ -20,6 +20,11 @@ CAPABILITIES: dict[str, dict[str, Any]] = {
     "pathsend": {PATHSEND: {}},
     "zerocopysend": {ZEROCOPYSEND: {}},
     "both": {PATHSEND: {}, ZEROCOPYSEND: {}},
+    # As zcmiddleware.uvicorn offers them: a pathsend's file is opened before the start.
+    "zc-uvicorn": {
+        PATHSEND: {"zcmiddleware.opens_before_start": True},
+        ZEROCOPYSEND: {"zcmiddleware.aborts_short_files": True},
+    },
 }
 
 

@@ -24,7 +24,7 @@ from _multipart import parse_byteranges
 from apps.asgi_app import DEBUG_HEADER, create_app, wrap
 from conftest import open_fds
 
-from zcmiddleware import ABORTS_SHORT_FILES, ZeroCopyMiddleware
+from zcmiddleware import ABORTS_SHORT_FILES, OPENS_BEFORE_START, ZeroCopyMiddleware
 from zcmiddleware._errors import FileShrankError, NotARegularFileError
 from zcmiddleware._files import open_fd
 
@@ -66,7 +66,9 @@ async def request(
 
 
 def expected_full_path(capability: str) -> str:
-    return {"none": "fallback", "pathsend": "pathsend"}.get(capability, "zerocopysend")
+    # zc-uvicorn opens a pathsend's file before the start: whole files go by path.
+    by_path = {"none": "fallback", "pathsend": "pathsend", "zc-uvicorn": "pathsend"}
+    return by_path.get(capability, "zerocopysend")
 
 
 def expected_range_path(capability: str) -> str:
@@ -94,6 +96,9 @@ async def test_full_get(directory: Path, capability: str) -> None:
     assert "etag" in headers and "last-modified" in headers
     path = expected_full_path(capability)
     assert headers[DEBUG_HEADER.lower()] == path
+    # Only a server that opens a pathsend's file before the start has its start marked.
+    marked = server.messages[0].get(OPENS_BEFORE_START)
+    assert marked is (True if capability == "zc-uvicorn" else None)
     if path == "pathsend":
         assert body_types(server) == [PATHSEND]
     elif path == "zerocopysend":
@@ -103,6 +108,18 @@ async def test_full_get(directory: Path, capability: str) -> None:
     else:  # two chunks of 256 KiB at most, the last one ends the body
         assert body_types(server) == ["http.response.body"] * 2
         assert [m.get("more_body", False) for m in server.messages[1:]] == [True, False]
+
+
+async def test_head_start_is_never_held(directory: Path) -> None:
+    # A HEAD sends no pathsend, so nothing may wait for one.
+    server = await request(wrap(str(directory)), Server(CAPABILITIES["zc-uvicorn"]), "HEAD")
+    assert (server.status, server.types[1:], bytes(server.body)) == (
+        200,
+        ["http.response.body"],
+        b"",
+    )
+    assert OPENS_BEFORE_START not in server.messages[0]
+    assert server.headers["content-length"] == str(SIZE)
 
 
 async def test_single_range(directory: Path, capability: str) -> None:

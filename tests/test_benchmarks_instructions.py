@@ -52,7 +52,11 @@ def test_case_serves_the_file_by_its_path(name: str, tmp_path: Path) -> None:
     case = CASES[name]
     status = "206" if case.ranged else "200"
     assert result.startswith(f"RESULT {name} status={status} "), result
-    server = case.server.removesuffix("-aborts")
+    server = case.server
+    if server == "zerocopysend-aborts":
+        # zcmiddleware.uvicorn opens a pathsend's file before the start: whole files go
+        # by path, ranges by zerocopysend.
+        server = "zerocopysend" if case.ranged else "pathsend"
     if case.ranged and server == "pathsend":
         server = "neither"  # pathsend sends only whole files: a range is read and sent
     assert result.endswith(_EXPECTED[server]), result

@@ -91,8 +91,10 @@ class Example:
     stats_calls: int = 0
 
     @property
-    def zero_copy(self) -> str:
-        return "zerocopysend" if self.kind == "asgi" else "file_wrapper"
+    def zero_copy(self) -> set[str]:
+        # zcmiddleware.uvicorn: whole files by path (it opens them before the start),
+        # ranges by zerocopysend; both are its sendfile(2).
+        return {"zerocopysend", "pathsend"} if self.kind == "asgi" else {"file_wrapper"}
 
     @property
     def download(self) -> Path:
@@ -141,7 +143,7 @@ class Example:
         (at least that many when a client hung up early)."""
         deliveries = self.deliveries()
         assert len(deliveries) >= requests, self.server.log()[self.mark_at :]
-        assert {d.via for d in deliveries} == {self.zero_copy}, deliveries
+        assert {d.via for d in deliveries} <= self.zero_copy, deliveries
         if self.kind == "asgi":
             total = sum(d.body_bytes or 0 for d in deliveries)
         else:
@@ -424,9 +426,9 @@ def test_chromium_seeks_in_a_video_and_keeps_playing(ex: Example, tmp_path: Path
     starts = [
         int(r["content-range"].split()[1].split("-")[0])
         for r in responses
-        if r["status"] == 206 and r.get("x-zerocopy-path") == ex.zero_copy
+        if r["status"] == 206 and r.get("x-zerocopy-path") in ex.zero_copy
     ]
     assert any(size // 2 < start < size - 64 * 1024 for start in starts), (starts, size)
     # And on the server's side, every video body went by that path.
     with_body = [d for d in ex.deliveries("/video.webm") if d.via != "none"]
-    assert {d.via for d in with_body} == {ex.zero_copy}, ex.deliveries("/video.webm")
+    assert {d.via for d in with_body} <= ex.zero_copy, ex.deliveries("/video.webm")

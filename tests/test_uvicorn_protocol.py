@@ -233,7 +233,8 @@ def plan_target(plan: dict[str, Any]) -> bytes:
 
 
 ADVERTISED = {
-    "http.response.pathsend": {},
+    # A start marked with it waits until its pathsend's file is open.
+    "http.response.pathsend": {"zcmiddleware.opens_before_start": True},
     # It aborts a response whose file ends early, so the middleware need not check.
     "http.response.zerocopysend": {"zcmiddleware.aborts_short_files": True},
 }
@@ -392,6 +393,70 @@ def test_file_shorter_than_count_aborts_the_connection(
         client.get("/plan", params=plan_query(plan))
     # the server is fine for the next client
     assert httpx.get(f"{server.url}/ext", timeout=TIMEOUT).status_code == 200
+
+
+# --- a start held for its pathsend (OPENS_BEFORE_START) -------------------------
+
+
+@pytest.mark.parametrize(
+    ("case", "content_length", "parts"),
+    [
+        ("missing file", "auto", [["path", "no-such.bin"]]),
+        ("a directory", "auto", [["path", "."]]),
+        ("size is not the Content-Length", MEDIUM_SIZE + 1, [["path"]]),
+    ],
+)
+def test_a_held_start_whose_file_fails_is_a_clean_500(
+    server: Server, files: Path, case: str, content_length: object, parts: list[Any]
+) -> None:
+    """The file is opened before the start's headers are written, so a file that cannot
+    be sent as announced is a whole 500 on a connection that stays usable -- not a 200
+    cut off after its headers."""
+    if content_length == "auto":
+        content_length = MEDIUM_SIZE
+    plan = {"file": "medium.bin", "content_length": content_length, "parts": parts,
+            "opens_first": True}  # fmt: skip
+    before = sendfile_bytes(server.url)
+    conn = RawConnection(server.port)
+    try:
+        conn.send_raw(request_bytes(plan_target(plan)))
+        response, body = conn.read_response(plan_target(plan))
+        assert response.status_code == 500, case
+        assert body == b"Internal Server Error"
+        assert b"medium" not in body and b"no-such" not in body
+        # The same connection goes on: the 500 was a complete response.
+        conn.send_raw(request_bytes(b"/ext"))
+        again, _ = conn.read_response(b"/ext")
+        assert again.status_code == 200
+    finally:
+        conn.close()
+    assert sendfile_bytes(server.url) == before
+    assert "pathsend: " in server.log()
+
+
+def test_a_held_start_goes_out_with_its_file(
+    client: httpx.Client, server: Server, files: Path
+) -> None:
+    plan = {"file": "medium.bin", "content_length": MEDIUM_SIZE, "parts": [["path"]],
+            "opens_first": True}  # fmt: skip
+    response, carried = run_plan(client, server, plan)
+    assert response.status_code == 200
+    assert response.content == (files / "medium.bin").read_bytes()
+    assert carried == MEDIUM_SIZE
+
+
+def test_a_held_start_followed_by_a_body_goes_out_as_sent(
+    client: httpx.Client, server: Server, files: Path
+) -> None:
+    # Marked, but what follows is no pathsend: the start is sent unchanged, then the body.
+    plan = {"file": "medium.bin", "content_length": 1000, "parts": [["body", 1000, 3]],
+            "opens_first": True}  # fmt: skip
+    response, carried = run_plan(client, server, plan)
+    assert (response.status_code, response.content) == (200, body_bytes(1000, 3))
+    assert carried == 0
+    head, _ = run_plan(client, server, {**plan, "parts": [["path"]]}, method="HEAD")
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-length"] == "1000"
 
 
 @pytest.mark.parametrize("kind", ["zc", "path"])

@@ -35,6 +35,7 @@ from ._files import iter_segments, open_fd, open_in_roots
 from ._http import RANGE_FIELDS, REQUEST_FIELDS, sends_no_file, whole_file_headers
 from ._options import (
     ABORTS_SHORT_FILES,
+    OPENS_BEFORE_START,
     PATHSEND,
     ZEROCOPYSEND,
     Configured,
@@ -145,6 +146,7 @@ class _ServerPaths:
     zerocopysend: bool
     pathsend: bool
     server_checks: bool  # the server aborts a short sendfile itself
+    opens_first: bool  # the server opens a pathsend's file before the start's headers
 
     @classmethod
     def of(cls, mw: ZeroCopyMiddleware, scope: Scope, send: Send) -> _ServerPaths:
@@ -154,7 +156,9 @@ class _ServerPaths:
             mw.warn_outer_once(outer)
             zerocopy = None
         checks = isinstance(zerocopy, Mapping) and zerocopy.get(ABORTS_SHORT_FILES) is True
-        return cls(zerocopy is not None, PATHSEND in extensions, checks)
+        by_path = extensions.get(PATHSEND)
+        first = isinstance(by_path, Mapping) and by_path.get(OPENS_BEFORE_START) is True
+        return cls(zerocopy is not None, by_path is not None, checks, first)
 
 
 # Middleware known to drop or reject ``http.response.zerocopysend`` (they forward
@@ -334,19 +338,27 @@ class _Responder:
 
     async def _whole_file_by_path(self, headers: list[Any], message: Message) -> None:
         # Planned from the framework's own headers: no second stat, no thread hop.
-        how = "pathsend" if self.x.method != "HEAD" else "none"
+        size = headers[-1][1]  # whole_file_headers puts Content-Length last
+        start = {**self.start, "headers": headers}
+        body: Message
+        if self.x.method == "HEAD":
+            how, body = "none", {"type": "http.response.body"}
+        else:
+            how, body = "pathsend", message
+            if self.x.paths.opens_first:
+                start[OPENS_BEFORE_START] = True  # the server opens the file first
         if self.x.options.debug_header is not None:
             headers.append((self.x.options.debug_header.encode(), how.encode()))
-        body = message if how == "pathsend" else {"type": "http.response.body"}
+        if logger.isEnabledFor(logging.DEBUG):  # as _Delivery.run: before the body
+            logger.debug(
+                "%s %s -> 200 full, %s body bytes via %s",
+                *(self.x.method, self.x.scope["path"], size.decode(), how),
+            )
         try:
-            await self.x.to_server({**self.start, "headers": headers})
+            await self.x.to_server(start)
             await self.x.to_server(body)
         except ClientGone:
             logger.debug("client disconnected during %s %s", self.x.method, self.x.scope["path"])
-            return
-        logger.debug(
-            "%s %s -> 200 full, whole file via %s", self.x.method, self.x.scope["path"], how
-        )
 
     async def _sendfile_body(self, message: Message) -> None:
         # The app's own body of an X-Sendfile response is discarded; the file is sent
@@ -537,14 +549,20 @@ _NEEDS_THE_FILE = frozenset(f.encode() for f in REQUEST_FIELDS)
 
 
 def _whole_file_headers(x: _Exchange, start: Message, path: Any) -> list[Any] | None:
-    """The headers of a plain GET or HEAD of a whole file on a server that takes only
+    """The headers of a plain GET or HEAD of a whole file on a server that takes
     paths, planned from the size and validators the framework already put in its
     headers (Starlette's FileResponse stat-ed the file a moment ago, in a thread; the
-    server opens it again anyway). None when anything needs the file itself."""
-    # Where the server takes a descriptor (zerocopysend), one is opened: the bytes then
-    # cannot change between the plan and the send, as a path's could.
+    server opens it again anyway). None when anything needs the file itself.
+
+    Also where the server offers zerocopysend besides and says it opens a pathsend's
+    file before the start (:data:`OPENS_BEFORE_START`, zcmiddleware.uvicorn): the
+    server opens it in its own hop, as it does for the app without us, instead of the
+    middleware in one more (docs/asgi.md, "The one shortcut")."""
     paths = x.paths
-    if not paths.pathsend or paths.zerocopysend:
+    # Where the server takes a descriptor, the middleware opens the file (the bytes
+    # then cannot change between the plan and the send) -- unless the server opens a
+    # pathsend's file before it writes the start, and answers 500 itself if it cannot.
+    if not paths.pathsend or (paths.zerocopysend and not paths.opens_first):
         return None
     if x.options.precompressed or x.options.accel_redirect or x.mw._compressor is not None:
         return None

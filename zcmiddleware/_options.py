@@ -20,6 +20,7 @@ from ._accel import validate_accel_redirect
 __all__ = [
     "ABORTS_SHORT_FILES",
     "DEFAULT_CHUNK_SIZE",
+    "OPENS_BEFORE_START",
     "PATHSEND",
     "PRECOMPRESSED_SUFFIXES",
     "ZEROCOPYSEND",
@@ -38,6 +39,14 @@ ZEROCOPYSEND = "http.response.zerocopysend"
 #: bytes were sent, as ``zcmiddleware.uvicorn`` does. The ASGI middleware then skips
 #: its own after-send size check. Servers without it keep the check.
 ABORTS_SHORT_FILES = "zcmiddleware.aborts_short_files"
+#: A key a server may put in its ``http.response.pathsend`` extension dict (value True)
+#: to say: a ``http.response.start`` carrying this key (value True) is held until the
+#: ``pathsend`` that follows it, whose file is opened first; a file that cannot be
+#: opened, is not a regular file, or whose size is not the start's Content-Length is
+#: answered by the server with a 500 before any header is written. As
+#: ``zcmiddleware.uvicorn`` does. The ASGI middleware then sends whole files by path on
+#: such a server, planned from the app's headers, without opening them itself.
+OPENS_BEFORE_START = "zcmiddleware.opens_before_start"
 
 #: Bytes per read on the paths that read the file in Python (see docs/asgi.md).
 DEFAULT_CHUNK_SIZE = 256 * 1024

@@ -170,9 +170,15 @@ def _close_span(span: FileSpan) -> None:
 
 
 @contextlib.asynccontextmanager
-async def file_span(message: Mapping[str, Any]) -> AsyncIterator[FileSpan]:
-    """The span a zerocopysend or pathsend message names. Afterwards a file we
-    opened is closed and, once sent, the app's file position is moved past it."""
+async def file_span(
+    message: Mapping[str, Any], opened: FileSpan | None = None
+) -> AsyncIterator[FileSpan]:
+    """The span a zerocopysend or pathsend message names (``opened``: a pathsend's,
+    opened already, and closed by whoever opened it). Afterwards a file opened here
+    is closed and, once sent, the app's file position is moved past it."""
+    if opened is not None:
+        yield opened
+        return
     if message["type"] == EXTENSIONS[1]:
         span = await open_path(message["path"])
     else:

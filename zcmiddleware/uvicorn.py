@@ -14,6 +14,8 @@ Under TLS nothing is advertised and uvicorn behaves exactly as usual.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
@@ -21,13 +23,14 @@ import h11
 import uvicorn
 from uvicorn.protocols.http import h11_impl
 
-from zcmiddleware._options import ABORTS_SHORT_FILES
+from zcmiddleware._options import ABORTS_SHORT_FILES, OPENS_BEFORE_START, error_answer
 from zcmiddleware._uvicorn_compat import check_uvicorn
 from zcmiddleware._uvicorn_sendfile import (
     EXTENSIONS,
     FileSpan,
     SocketSender,
     file_span,
+    open_path,
     plain_socket,
     transmit_or_abandon,
 )
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
     from uvicorn._types import ASGISendEvent
 
 _ZEROCOPYSEND, _PATHSEND = EXTENSIONS
+_logger = logging.getLogger("uvicorn.error")
 
 
 class _FileSendingCycle:
@@ -69,10 +73,29 @@ class _FileSendingCycle:
     response_complete: bool
     _zc_sender: SocketSender
 
+    # A start marked OPENS_BEFORE_START, held until its pathsend's file is open.
+    _zc_held: Any = None
+
     async def _uvicorn_send(self, message: ASGISendEvent) -> None:
         await super().send(message)  # type: ignore[misc]
 
     async def send(self, message: ASGISendEvent) -> None:
+        if self._zc_held is not None:
+            released, opened = await self._release_held(message)
+            if opened is None:
+                if released:
+                    await self._send(message, None)
+                return
+            try:
+                await self._send(message, opened)
+            finally:
+                os.close(opened.fd)
+        elif message["type"] == "http.response.start" and self._holds(message):
+            self._zc_held = message
+        else:
+            await self._send(message, None)
+
+    async def _send(self, message: ASGISendEvent, opened: FileSpan | None) -> None:
         kind = message["type"]
         if kind not in EXTENSIONS or not self.response_started or self.response_complete:
             await self._uvicorn_send(message)
@@ -87,7 +110,7 @@ class _FileSendingCycle:
         # pathsend is always the whole file and always the last message.
         more_body = kind == _ZEROCOPYSEND and bool(fields.get("more_body", False))
         if self.scope["method"] != "HEAD":
-            async with file_span(fields) as span:
+            async with file_span(fields, opened) as span:
                 await transmit_or_abandon(self._transmit(span, more_body), self._abandon)
             if self.disconnected:
                 return
@@ -99,6 +122,50 @@ class _FileSendingCycle:
         await self._uvicorn_send(
             {"type": "http.response.body", "body": b"", "more_body": more_body}
         )
+
+    def _holds(self, start: Any) -> bool:
+        return (
+            start.get(OPENS_BEFORE_START) is True
+            and not self.response_started
+            and self.scope["method"] != "HEAD"
+        )
+
+    async def _release_held(self, message: ASGISendEvent) -> tuple[bool, FileSpan | None]:
+        """Send the held start, a pathsend's file opened first: whether ``message``
+        is still to be sent, and the opened file (the caller's to close). Not to be
+        sent when the file failed and a 500 went out instead of the start."""
+        start, self._zc_held = self._zc_held, None
+        if message["type"] != _PATHSEND:
+            await self._uvicorn_send(start)
+            return True, None
+        path = cast(Mapping[str, Any], message)["path"]
+        try:
+            span = await open_path(path)
+        except OSError as exc:
+            _logger.error("pathsend: cannot serve %r: %s", path, exc)
+            await self._send_500()
+            return False, None
+        promised = _content_length(start)
+        if promised is not None and promised != span.count:
+            os.close(span.fd)
+            _logger.error(
+                "pathsend: %r is %d bytes, not the %d its Content-Length says: it changed "
+                "since the app looked at it", path, span.count, promised,
+            )  # fmt: skip
+            await self._send_500()
+            return False, None
+        try:
+            await self._uvicorn_send(start)
+        except BaseException:
+            os.close(span.fd)
+            raise
+        return True, span
+
+    async def _send_500(self) -> None:
+        status, headers, body = error_answer(500)
+        raw = [(k.encode(), v.encode()) for k, v in headers]
+        await self._uvicorn_send({"type": "http.response.start", "status": status, "headers": raw})
+        await self._uvicorn_send({"type": "http.response.body", "body": body})
 
     def _abandon(self) -> None:
         self.disconnected = True
@@ -207,6 +274,15 @@ def _adopt(cycle: Any, cls: type[_FileSendingCycle], sender: SocketSender) -> No
         extensions[name] = {}
     # sendfile meeting the end of the file early aborts the connection (FileShrankError).
     extensions[_ZEROCOPYSEND][ABORTS_SHORT_FILES] = True
+    # A marked start waits for its pathsend's file to be open (_release_held).
+    extensions[_PATHSEND][OPENS_BEFORE_START] = True
+
+
+def _content_length(start: Any) -> int | None:
+    for name, value in start.get("headers", ()):
+        if name.lower() == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
 
 
 AutoHTTPProtocol: type[asyncio.Protocol] = HttpToolsProtocol if _HAS_HTTPTOOLS else H11Protocol

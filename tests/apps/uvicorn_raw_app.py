@@ -107,13 +107,17 @@ async def _auto(scope: Any, send: Any, name: str) -> None:
 async def _plan(scope: Any, send: Any, plan: dict[str, Any]) -> None:
     """Run a plan: {"file", "content_length" (int or null = chunked), "parts"}.
 
-    Parts: ["body", size, seed] | ["zc", offset, count, seek] | ["path"];
-    every part but the last carries more_body=True.
+    Parts: ["body", size, seed] | ["zc", offset, count, seek] | ["path"] (plan["file"])
+    | ["path", name] (another file, maybe missing); every part but the last carries
+    more_body=True. "opens_first": true marks the start OPENS_BEFORE_START.
     """
     headers = [(b"x-client-port", str(scope["client"][1]).encode())]
     if plan.get("content_length") is not None:
         headers.append((b"content-length", str(plan["content_length"]).encode()))
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    start: dict[str, Any] = {"type": "http.response.start", "status": 200, "headers": headers}
+    if plan.get("opens_first"):
+        start["zcmiddleware.opens_before_start"] = True
+    await send(start)
     full = os.path.join(FILES, plan["file"])
     parts = plan["parts"]
     file = await asyncio.to_thread(open, full, "rb")
@@ -139,6 +143,7 @@ async def _plan(scope: Any, send: Any, plan: dict[str, Any]) -> None:
                     message["count"] = count
                 await send(message)
             elif kind == "path":
-                await send({"type": "http.response.pathsend", "path": full})
+                named = os.path.join(FILES, part[1]) if len(part) > 1 else full
+                await send({"type": "http.response.pathsend", "path": named})
             else:
                 raise ValueError(f"unknown plan part {part!r}")
