@@ -28,17 +28,17 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from ._files import open_in_roots
-from ._http import CONDITIONAL_FIELDS, RANGE_FIELDS, FileFacts, sends_no_file
+from ._http import CONDITIONAL_FIELDS, RANGE_FIELDS, REQUEST_FIELDS, FileFacts, sends_no_file
 from ._options import Configured, Delivery, error_answer
-from ._serve import answer_file, bodiless_headers, request_fields
-from ._wsgi_body import AppFileWrapper, Body, deliver, file_in, regular_fd
+from ._serve import answer_file, bodiless_headers, request_fields, whole_file_answer
+from ._wsgi_body import AppFileWrapper, Body, deliver, deliver_slice, file_in, regular_fd
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from ._wsgi_body import _FileLike
+    from ._wsgi_body import _FileLike, _Response
 
     _ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
     _OptExcInfo = _ExcInfo | tuple[None, None, None]
@@ -54,6 +54,9 @@ def _environ_key(name: str) -> str:
 
 _RANGE_KEYS = tuple(_environ_key(name) for name in RANGE_FIELDS)
 _CONDITIONAL_KEYS = tuple(_environ_key(name) for name in CONDITIONAL_FIELDS)
+# Without any of these in the request, a file answer is the whole file (or the app's
+# own status): planned without a plan.
+_PLANNER_KEYS = tuple(_environ_key(name) for name in REQUEST_FIELDS)
 _READ_KEYS = tuple(
     (_environ_key(name), name) for name in (*RANGE_FIELDS, *CONDITIONAL_FIELDS, "accept-encoding")
 )
@@ -327,24 +330,12 @@ class _Exchange(_AppSide):
     ) -> Iterable[bytes]:
         code = _status_code(self.status_or_fail())
         try:
-            request = _request(self.server_environ)
-            answer = answer_file(
-                self.method, request, code, app_headers, fd, facts, path,
-                self.options, self.handles,
-            )  # fmt: skip
-            if answer.variant_fd is not None:
-                closer = _and_then(_closing(answer.variant_fd), closer)
-            body, how = deliver(answer.plan, answer.fd, closer, self.server_environ,
-                                self.options.chunk_size)  # fmt: skip
-            if answer.accel:
-                how = Delivery.X_ACCEL_REDIRECT
+            status, headers, body, how = self.answer(code, fd, facts, path, app_headers, closer)
         except BaseException:
             closer()
             raise
-        headers = answer.headers
         if self.options.debug_header:
             headers.append((self.options.debug_header, how.value))
-        status = answer.plan.status
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s -> %s via %s", self.method, self.path(), status, how.value)
         try:
@@ -354,6 +345,41 @@ class _Exchange(_AppSide):
             body.close()
             raise
         return body
+
+    def answer(
+        self,
+        code: int,
+        fd: int,
+        facts: FileFacts,
+        path: str | None,
+        app_headers: list[tuple[str, str]],
+        closer: Callable[[], None],
+    ) -> tuple[int, list[tuple[str, str]], _Response, Delivery]:
+        """The status, headers and body of the file answer, and how it is sent."""
+        environ, options = self.server_environ, self.options
+        if not self.handles or environ.keys().isdisjoint(_PLANNER_KEYS):
+            # Most requests: no Range, no conditional field.
+            headers = whole_file_answer(
+                code, app_headers, facts.size, facts.mtime_ns, path, options, self.handles
+            )
+            if headers is not None:
+                count = 0 if self.method == "HEAD" else facts.size
+                body, how = deliver_slice(fd, 0, count, closer, environ, options.chunk_size)
+                return code, headers, body, how
+        answer = answer_file(
+            self.method, _request(environ), code, app_headers, fd, facts, path,
+            options, self.handles,
+        )  # fmt: skip
+        if answer.variant_fd is not None:
+            closer = _and_then(_closing(answer.variant_fd), closer)
+        try:
+            body, how = deliver(answer.plan, answer.fd, closer, environ, options.chunk_size)
+        except BaseException:
+            answer.close_variant()  # the caller closes the rest
+            raise
+        if answer.accel:
+            how = Delivery.X_ACCEL_REDIRECT
+        return answer.plan.status, answer.headers, body, how
 
     def path(self) -> str:
         env = self.server_environ

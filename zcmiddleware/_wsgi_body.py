@@ -18,7 +18,7 @@ from ._options import Delivery
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
-__all__ = ["AppFileWrapper", "Body", "deliver", "file_in", "regular_fd"]
+__all__ = ["AppFileWrapper", "Body", "deliver", "deliver_slice", "file_in", "regular_fd"]
 
 
 class _FileLike(Protocol):
@@ -234,22 +234,38 @@ def deliver(
 ) -> tuple[_Response, Delivery]:
     """The body for ``plan``, in the form this server sends fastest, and its name."""
     segments = plan.segments
+    if len(segments) == 1 and isinstance(segments[0], FileSlice):
+        only = segments[0]
+        return deliver_slice(fd, only.offset, only.count, closer, environ, chunk_size)
     if not segments:
         # HEAD, 304, 412, 416, an empty file, a body handed to nginx: headers only.
         return Body((), closer), Delivery.NONE
-    only = segments[0] if len(segments) == 1 else None
+    return Body(iter_segments(fd, segments, chunk_size), closer), Delivery.FALLBACK
+
+
+def deliver_slice(
+    fd: int,
+    offset: int,
+    count: int,
+    closer: Callable[[], None],
+    environ: WSGIEnvironment,
+    chunk_size: int,
+) -> tuple[_Response, Delivery]:
+    """The body of ``count`` bytes of the file from ``offset`` (none when ``count`` is
+    0), in the form this server sends fastest, and its name."""
+    if not count:
+        return Body((), closer), Delivery.NONE
     wrapper = _gunicorn_wrapper(environ)
-    if wrapper is not None and isinstance(only, FileSlice):
+    if wrapper is not None:
         # gunicorn sendfiles Content-Length (= count) bytes from the current
         # position, and only for an instance of its own class (docs/wsgi.md).
-        os.lseek(fd, only.offset, os.SEEK_SET)
-        filelike = _SlicedFile(fd, only.offset, only.count, chunk_size, closer)
+        os.lseek(fd, offset, os.SEEK_SET)
+        filelike = _SlicedFile(fd, offset, count, chunk_size, closer)
         response: _Response = wrapper(filelike, chunk_size)
         return response, Delivery.FILE_WRAPPER
     uwsgi_sendfile = _uwsgi_sendfile(environ)
-    fits = isinstance(only, FileSlice) and only.offset <= _C_INT_MAX >= only.count
-    if uwsgi_sendfile is not None and fits:
-        assert isinstance(only, FileSlice)
-        body = _uwsgi_body(uwsgi_sendfile, fd, only.offset, only.count)
+    if uwsgi_sendfile is not None and offset <= _C_INT_MAX >= count:
+        body = _uwsgi_body(uwsgi_sendfile, fd, offset, count)
         return Body(body, closer), Delivery.UWSGI_SENDFILE
+    segments = (FileSlice(offset, count),)
     return Body(iter_segments(fd, segments, chunk_size), closer), Delivery.FALLBACK
