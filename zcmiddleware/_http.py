@@ -705,13 +705,18 @@ def _bodiless(
 
 
 @functools.lru_cache(maxsize=1024)
-def _validators_of(size: int, mtime_ns: int) -> tuple[tuple[str, str], tuple[str, str]]:
-    # The same few files are served again and again: their ETag and Last-Modified
-    # are formatted once per size and mtime.
-    return ("etag", make_etag(FileFacts(size, mtime_ns))), (
-        "last-modified",
-        format_http_date(mtime_ns // 1_000_000_000),
+def _whole_file_fields(size: int, mtime_ns: int) -> tuple[tuple[str, str], ...]:
+    # The same few files are served again and again: their ETag, Last-Modified and
+    # Content-Length are formatted once per size and mtime.
+    return (
+        ("etag", make_etag(FileFacts(size, mtime_ns))),
+        ("last-modified", format_http_date(mtime_ns // 1_000_000_000)),
+        ("content-length", str(size)),
     )
+
+
+_DROPPED_WITH_RANGES = _ALWAYS_DROPPED | {"accept-ranges"}
+_VALIDATOR_NAMES = frozenset({"etag", "last-modified"})
 
 
 def unconditional_headers(
@@ -725,26 +730,28 @@ def unconditional_headers(
     ``plan_response(...).apply(response_headers)`` gives, in one pass over the app's
     headers and without a plan (a small file feels that cost). The file's size and
     mtime as in :class:`FileFacts`."""
+    # The Accept-Ranges we promise replaces the app's (§14.3).
+    dropped = _DROPPED_WITH_RANGES if handle_ranges else _ALWAYS_DROPPED
     kept = []
     etag = last_modified = True
-    for name, value in response_headers:
-        lower = name.lower()
-        if lower in _ALWAYS_DROPPED or (handle_ranges and lower == "accept-ranges"):
+    for pair in response_headers:
+        lower = pair[0].lower()
+        if lower in dropped:
             continue
-        if lower == "etag":
-            etag = False
-        elif lower == "last-modified":
-            last_modified = False
-        kept.append((name, value))
-    if etag or last_modified:
-        etag_header, last_modified_header = _validators_of(size, mtime_ns)
-        if etag:
-            kept.append(etag_header)
-        if last_modified:
-            kept.append(last_modified_header)
+        if lower in _VALIDATOR_NAMES:
+            if lower == "etag":
+                etag = False
+            else:
+                last_modified = False
+        kept.append(pair)
+    etag_field, last_modified_field, length_field = _whole_file_fields(size, mtime_ns)
+    if etag:
+        kept.append(etag_field)
+    if last_modified:
+        kept.append(last_modified_field)
     if handle_ranges:
-        kept.append(("accept-ranges", "bytes"))  # §14.3
-    kept.append(("content-length", str(size)))
+        kept.append(("accept-ranges", "bytes"))
+    kept.append(length_field)
     return kept
 
 
