@@ -154,9 +154,8 @@ class _AppSide:
                 return server_wrapper(filelike, blksize)  # type: ignore[no-any-return]
             wrapper = AppFileWrapper(filelike, blksize)
         else:
-            wrapper = AppFileWrapper(filelike, blksize)
-            wrapper.fd, st = found
-            wrapper.size, wrapper.mtime_ns = st.st_size, st.st_mtime_ns
+            fd, st = found
+            wrapper = AppFileWrapper(filelike, blksize, fd, st.st_size, st.st_mtime_ns)
             if self.asks:
                 environ = self.environ
                 for key in _CONDITIONAL_KEYS:
@@ -265,6 +264,16 @@ class _Exchange(_AppSide):
             path = self.sendfile_path()
             if path is not None:
                 return self.respond_sendfile_header(path)
+        wrappers = self.wrappers
+        if wrappers and result is wrappers[0]:
+            # As Flask and Django hand it back: the app's first wrapper.
+            wrapper = wrappers[0]
+            fd = wrapper.fd
+            if fd is not None:
+                path = _name(wrapper.filelike) if self.options.precompressed else None
+                return self.send_file(
+                    status, fd, wrapper.size, wrapper.mtime_ns, path, self.headers, self.close
+                )
         source = self.file_source(result)
         if source is None:
             self.commit(status, self.headers)

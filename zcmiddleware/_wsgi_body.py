@@ -44,11 +44,19 @@ class AppFileWrapper:
 
     __slots__ = ("filelike", "blksize", "fd", "size", "mtime_ns", "closed")
 
-    def __init__(self, filelike: _FileLike, blksize: int = 8192) -> None:
+    def __init__(
+        self,
+        filelike: _FileLike,
+        blksize: int = 8192,
+        fd: int | None = None,
+        size: int = 0,
+        mtime_ns: int = 0,
+    ) -> None:
         self.filelike = filelike
         self.blksize = blksize
-        self.fd: int | None = None
-        self.size = self.mtime_ns = 0
+        self.fd = fd
+        self.size = size
+        self.mtime_ns = mtime_ns
         self.closed = False
 
     def __iter__(self) -> Iterator[bytes]:
