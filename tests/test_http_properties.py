@@ -14,6 +14,7 @@ from zcmiddleware._http import (
     Plan,
     header_map,
     plan_response,
+    unconditional_headers,
     whole_file_headers,
 )
 
@@ -212,6 +213,39 @@ def test_whole_file_headers_is_the_planners_answer(
     assert [(n.decode().lower(), v.decode()) for n, v in quick] == [
         (n.lower(), v) for n, v in plan.apply(kept)
     ]
+
+
+@given(
+    headers=st.lists(st.tuples(_NAMES, st.text(alphabet='abc019 "-/', max_size=8)), max_size=8),
+    size=st.integers(0, 10**12),
+    mtime_ns=st.sampled_from([0, MTIME_NS, 10**18 + 1]),
+    handle_ranges=st.booleans(),
+    method=st.sampled_from(["GET", "HEAD", "POST"]),
+)
+@settings(max_examples=1000)
+def test_unconditional_headers_is_the_planners_answer(
+    headers: list[tuple[str, str]], size: int, mtime_ns: int, handle_ranges: bool, method: str
+) -> None:
+    # The WSGI shortcut for a request with no Range or conditional field: the headers
+    # the planner's plan gives, from the file's facts, whatever the app set.
+    facts = FileFacts(size, mtime_ns)
+    plan = plan_response(method, {}, 200, facts, headers, handle_ranges=handle_ranges)
+    assert plan.kind == "full"
+    quick = unconditional_headers(size, mtime_ns, headers, handle_ranges)
+    assert quick == plan.apply(headers)
+
+
+def test_unconditional_headers_are_remembered_as_fresh_lists() -> None:
+    # Remembered per file and header list: each caller gets its own list to extend,
+    # and a header value that cannot be hashed is answered all the same.
+    app = [("Content-Type", "text/plain")]
+    first = unconditional_headers(5, MTIME_NS, app, True)
+    first.append(("x-debug", "file_wrapper"))
+    assert unconditional_headers(5, MTIME_NS, app, True) == first[:-1]
+    odd = [("X-List", ["not", "hashable"])]
+    quick = unconditional_headers(5, MTIME_NS, odd, True)  # type: ignore[arg-type]
+    facts = FileFacts(5, MTIME_NS)
+    assert quick == plan_response("GET", {}, 200, facts, odd).apply(odd)  # type: ignore[arg-type]
 
 
 def test_whole_file_headers_needs_the_size_and_both_validators() -> None:

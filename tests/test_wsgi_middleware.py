@@ -21,6 +21,9 @@ from gunicorn.http.wsgi import FileWrapper as GunicornFileWrapper
 
 from zcmiddleware import ZeroCopyWSGIMiddleware
 from zcmiddleware._errors import FileShrankError
+from zcmiddleware._http import FileFacts, FileSlice
+from zcmiddleware._options import Options
+from zcmiddleware._serve import answer_file, whole_file_answer
 from zcmiddleware._wsgi_body import _SlicedFile
 
 SIZE = 100_000
@@ -568,3 +571,43 @@ def test_sliced_file_through_socket_sendfile(
     assert received == data[1000:6000]
     sliced.close()
     assert closed == [fd]
+
+
+# --------------------------------------------- the whole-file answer without a plan
+
+
+@pytest.mark.parametrize("status", [200, 204, 304, 404, 412, 500])
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST"])
+@pytest.mark.parametrize("handles", [True, False])
+@pytest.mark.parametrize("option", ["none", "precompressed", "accel_redirect"])
+@pytest.mark.parametrize("named", [True, False])
+def test_whole_file_answer_is_answer_files_or_defers_to_it(
+    tmp_path: Path, status: int, method: str, handles: bool, option: str, named: bool
+) -> None:
+    # The shortcut of a request with no Range or conditional field says what
+    # answer_file says, or leaves the answer to it (a variant, nginx, another status).
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * 10)
+    (tmp_path / "f.bin.br").write_bytes(b"y")
+    kwargs: dict[str, Any] = {
+        "none": {},
+        "precompressed": {"precompressed": ["br"]},
+        "accel_redirect": {"accel_redirect": {str(tmp_path): "/_zc/"}},
+    }[option]
+    options = Options.build(**kwargs)
+    headers = [("Content-Type", "text/plain"), ("Content-Length", "10"), ("ETag", '"a"')]
+    facts = FileFacts(10, 1_700_000_000_000_000_000)
+    name = str(path) if named else None
+    quick = whole_file_answer(status, headers, 10, facts.mtime_ns, name, options, handles)
+    deferred = status != 200 or option == "accel_redirect" or (option == "precompressed" and named)
+    assert (quick is None) == deferred
+    if quick is None:
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        answer = answer_file(method, {}, status, headers, fd, facts, name, options, handles)
+    finally:
+        os.close(fd)
+    assert answer.headers == quick
+    assert answer.plan.status == 200
+    assert answer.plan.segments == (() if method == "HEAD" else (FileSlice(0, 10),))

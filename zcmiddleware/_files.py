@@ -24,16 +24,23 @@ __all__ = [
     "open_in_roots",
     "open_variant",
     "read_exactly",
+    "regular_stat",
     "resolve_in_roots",
 ]
 
 
 def facts_of(fd: int) -> FileFacts:
     """Size and mtime of an open descriptor; refuses anything but a regular file."""
+    st = regular_stat(fd)
+    return FileFacts(size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+
+def regular_stat(fd: int) -> os.stat_result:
+    """``fstat`` of an open descriptor; refuses anything but a regular file."""
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         raise NotARegularFileError(f"file descriptor {fd} is not a regular file")
-    return FileFacts(size=st.st_size, mtime_ns=st.st_mtime_ns)
+    return st
 
 
 def open_fd(path: str | os.PathLike[str]) -> tuple[int, FileFacts]:
@@ -107,13 +114,16 @@ def open_variant(path: str, coding: str, original: FileFacts) -> tuple[int, File
     return fd, facts
 
 
-def check_size(fd: int, end: int) -> None:
+def check_size(fd: int, end: int, *, by_seek: bool = False) -> None:
     """:class:`FileShrankError` unless the file still reaches byte ``end``.
 
     For bytes sent by ``sendfile(2)``, which stops quietly at the end of a file that
-    shrank: checked after the send, before the response is completed.
+    shrank: checked after the send, before the response is completed. ``by_seek``
+    asks the size by ``lseek(SEEK_END)`` (cheaper than ``fstat``, which builds a whole
+    ``stat_result``), which moves the descriptor's offset: only when nothing reads
+    from the descriptor by its offset any more.
     """
-    size = os.fstat(fd).st_size
+    size = os.lseek(fd, 0, os.SEEK_END) if by_seek else os.fstat(fd).st_size
     if size < end:
         raise FileShrankError(
             f"file is {size} bytes, the response announced bytes up to {end}: "

@@ -42,6 +42,7 @@ __all__ = [
     "plan_response",
     "sends_no_file",
     "choose_coding",
+    "unconditional_headers",
     "variant_headers",
 ]
 
@@ -701,6 +702,61 @@ def _bodiless(
     if kind == "precondition_failed":
         drop |= {"etag", "last-modified", "accept-ranges"}
     return Plan(kind, status, tuple(headers), frozenset(drop), (), 0)
+
+
+_DROPPED_WITH_RANGES = _ALWAYS_DROPPED | {"accept-ranges"}
+_VALIDATOR_NAMES = frozenset({"etag", "last-modified"})
+
+
+def unconditional_headers(
+    size: int,
+    mtime_ns: int,
+    response_headers: Iterable[tuple[str, str]],
+    handle_ranges: bool,
+) -> list[tuple[str, str]]:
+    """The answer's headers for a 200 of the whole file to a request with none of
+    :data:`REQUEST_FIELDS` (or with ``handle_ranges`` off): what
+    ``plan_response(...).apply(response_headers)`` gives, without a plan (a small
+    file feels that cost). The file's size and mtime as in :class:`FileFacts`.
+
+    Remembered for the last 1024 files and header lists: a file is served with the
+    same headers again and again, and a Python loop over them costs more than the
+    rest of the answer (an app's unhashable header value is answered uncached)."""
+    headers = tuple(response_headers)
+    try:
+        return list(_remembered_headers(size, mtime_ns, headers, handle_ranges))
+    except TypeError:
+        return list(_unconditional_headers(size, mtime_ns, headers, handle_ranges))
+
+
+def _unconditional_headers(
+    size: int, mtime_ns: int, response_headers: tuple[tuple[str, str], ...], handle_ranges: bool
+) -> tuple[tuple[str, str], ...]:
+    # The Accept-Ranges we promise replaces the app's (§14.3).
+    dropped = _DROPPED_WITH_RANGES if handle_ranges else _ALWAYS_DROPPED
+    kept = []
+    etag = last_modified = True
+    for pair in response_headers:
+        lower = pair[0].lower()
+        if lower in dropped:
+            continue
+        if lower in _VALIDATOR_NAMES:
+            if lower == "etag":
+                etag = False
+            else:
+                last_modified = False
+        kept.append(pair)
+    if etag:
+        kept.append(("etag", make_etag(FileFacts(size, mtime_ns))))
+    if last_modified:
+        kept.append(("last-modified", format_http_date(mtime_ns // 1_000_000_000)))
+    if handle_ranges:
+        kept.append(("accept-ranges", "bytes"))
+    kept.append(("content-length", str(size)))
+    return tuple(kept)
+
+
+_remembered_headers = functools.lru_cache(maxsize=1024)(_unconditional_headers)
 
 
 _RAW_DROPPED = frozenset({b"content-length", b"content-range", b"transfer-encoding"})

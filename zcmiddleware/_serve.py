@@ -22,11 +22,18 @@ from ._http import (
     Plan,
     choose_coding,
     plan_response,
+    unconditional_headers,
     variant_headers,
 )
 from ._options import PRECOMPRESSED_SUFFIXES, Options
 
-__all__ = ["FileAnswer", "answer_file", "bodiless_headers", "request_fields"]
+__all__ = [
+    "FileAnswer",
+    "answer_file",
+    "bodiless_headers",
+    "request_fields",
+    "whole_file_answer",
+]
 
 # The request fields an answer depends on: the planner's, and the codings accepted.
 _READ_FIELDS = frozenset({*REQUEST_FIELDS, "accept-encoding"})
@@ -115,6 +122,25 @@ def answer_file(
     if variant is not None:
         answer.variant_fd = fd
     return answer
+
+
+def whole_file_answer(
+    status: int,
+    app_headers: Sequence[tuple[str, str]],
+    size: int,
+    mtime_ns: int,
+    path: str | None,
+    options: Options,
+    handles: bool,
+) -> list[tuple[str, str]] | None:
+    """The headers of :func:`answer_file`'s answer when it is the whole file with the
+    app's 200 -- for a request the caller found without any of the planner's fields
+    (or with ``handles`` off) -- planned without a :class:`Plan`. None where
+    :func:`answer_file` has more to decide: another status, a precompressed variant,
+    nginx's offload."""
+    if status != 200 or options.accel_redirect or (options.precompressed and path is not None):
+        return None
+    return unconditional_headers(size, mtime_ns, app_headers, handles)
 
 
 def bodiless_headers(status: int, app_headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -24,21 +24,22 @@ from __future__ import annotations
 import http
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from ._files import open_in_roots
-from ._http import CONDITIONAL_FIELDS, RANGE_FIELDS, FileFacts, sends_no_file
+from ._http import CONDITIONAL_FIELDS, RANGE_FIELDS, REQUEST_FIELDS, FileFacts, sends_no_file
 from ._options import Configured, Delivery, error_answer
-from ._serve import answer_file, bodiless_headers, request_fields
-from ._wsgi_body import AppFileWrapper, Body, deliver, file_in, regular_fd
+from ._serve import answer_file, bodiless_headers, request_fields, whole_file_answer
+from ._wsgi_body import AppFileWrapper, Body, deliver, deliver_slice, file_in, regular_fd
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from ._wsgi_body import _FileLike
+    from ._wsgi_body import _FileLike, _Response
 
     _ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
     _OptExcInfo = _ExcInfo | tuple[None, None, None]
@@ -54,6 +55,9 @@ def _environ_key(name: str) -> str:
 
 _RANGE_KEYS = tuple(_environ_key(name) for name in RANGE_FIELDS)
 _CONDITIONAL_KEYS = tuple(_environ_key(name) for name in CONDITIONAL_FIELDS)
+# Without any of these in the request, a file answer is the whole file (or the app's
+# own status): planned without a plan.
+_PLANNER_KEYS = tuple(_environ_key(name) for name in REQUEST_FIELDS)
 _READ_KEYS = tuple(
     (_environ_key(name), name) for name in (*RANGE_FIELDS, *CONDITIONAL_FIELDS, "accept-encoding")
 )
@@ -104,6 +108,14 @@ class _AppSide:
     and a ``start_response`` that holds the status and headers until we know whether
     the body is a file."""
 
+    # Until the app calls start_response / its response is committed / closed.
+    status: str | None = None
+    server_write: Callable[[bytes], object] | None = None
+    app_closed = False
+    result: Iterable[bytes] = ()
+    #: The Range fields hidden from the app: put back if its file is not one we send.
+    hidden: Mapping[str, str] = MappingProxyType({})
+
     def __init__(
         self,
         middleware: ZeroCopyWSGIMiddleware,
@@ -115,23 +127,19 @@ class _AppSide:
         self.app = middleware.app
         self.server_environ = environ
         self.server_start_response = start_response
-        self.app_closed = False
         self.handles = handles
         self.method: str = environ.get("REQUEST_METHOD", "GET")
+        #: The request has a field the planner answers (Range, a precondition).
+        self.asks = asks = handles and not environ.keys().isdisjoint(_PLANNER_KEYS)
         # A copy: gunicorn reads ``wsgi.file_wrapper`` back from *its* dict for its
         # isinstance check, and the server's environ is not ours to change.
         app_environ = dict(environ)
         app_environ["wsgi.file_wrapper"] = self.wrap_file
-        self.hidden: dict[str, str] = {}
-        if handles and self.method in ("GET", "HEAD"):
-            for key in _RANGE_KEYS:
-                if key in app_environ:
-                    self.hidden[key] = app_environ.pop(key)
+        if asks and self.method in ("GET", "HEAD"):
+            self.hidden = {key: app_environ.pop(key) for key in _RANGE_KEYS if key in app_environ}
         self.environ = app_environ
         self.wrappers: list[AppFileWrapper] = []
-        self.status: str | None = None
         self.headers: list[tuple[str, str]] = []
-        self.server_write: Callable[[bytes], object] | None = None
 
     def wrap_file(self, filelike: _FileLike, blksize: int = 8192) -> Iterable[bytes]:
         found = regular_fd(filelike)
@@ -146,11 +154,12 @@ class _AppSide:
                 return server_wrapper(filelike, blksize)  # type: ignore[no-any-return]
             wrapper = AppFileWrapper(filelike, blksize)
         else:
-            wrapper = AppFileWrapper(filelike, blksize)
-            wrapper.fd, wrapper.facts = found
-            if self.handles:
+            fd, st = found
+            wrapper = AppFileWrapper(filelike, blksize, fd, st.st_size, st.st_mtime_ns)
+            if self.asks:
+                environ = self.environ
                 for key in _CONDITIONAL_KEYS:
-                    self.environ.pop(key, None)
+                    environ.pop(key, None)
         self.wrappers.append(wrapper)
         return wrapper
 
@@ -200,20 +209,14 @@ class _AppSide:
             return None
         return next((v for k, v in self.headers if k.lower() == name), None)
 
-    def closer(self, result: Iterable[bytes]) -> Callable[[], None]:
-        def close() -> None:
-            self.close_app(result)
-
-        return close
-
-    def close_app(self, result: Iterable[bytes]) -> None:
+    def close(self) -> None:
         """PEP 3333: the app's iterable is closed, once; then any file it wrapped but
         did not return, so nothing leaks (each wrapper closes its file once)."""
         if self.app_closed:
             return
         self.app_closed = True
         try:
-            close = getattr(result, "close", None)
+            close = getattr(self.result, "close", None)
             if close is not None:
                 close()
         finally:
@@ -221,7 +224,12 @@ class _AppSide:
 
     def close_wrappers(self) -> None:
         for wrapper in self.wrappers:
-            wrapper.close()
+            if not wrapper.closed:
+                wrapper.close()
+        # The app's environ holds our wrap_file, which holds us: without this cycle
+        # the request's objects go when the app lets go of them, not at the next
+        # garbage collection.
+        self.environ = {}
 
 
 class _Exchange(_AppSide):
@@ -236,29 +244,43 @@ class _Exchange(_AppSide):
         except BaseException:
             self.close_wrappers()
             raise
+        self.result = result
         try:
             return self.respond(result)
         except BaseException:
-            self.close_app(result)
+            self.close()
             raise
 
     def respond(self, result: Iterable[bytes]) -> Iterable[bytes]:
+        status = self.status
         if self.server_write is not None:
             # The app used write(): its response is already under way.
             return self.passed_on(result)
-        if self.status is None:
+        if status is None:
             # PEP 3333 allows start_response on the first iteration (generators).
             # Such a body is never a file object, but it can still carry X-Sendfile.
             return self.respond_lazy(result)
-        path = self.sendfile_path()
-        if path is not None:
-            return self.respond_sendfile_header(result, path)
+        if self.options.sendfile_header is not None:
+            path = self.sendfile_path()
+            if path is not None:
+                return self.respond_sendfile_header(path)
+        wrappers = self.wrappers
+        if wrappers and result is wrappers[0]:
+            # As Flask and Django hand it back: the app's first wrapper.
+            wrapper = wrappers[0]
+            fd = wrapper.fd
+            if fd is not None:
+                path = _name(wrapper.filelike) if self.options.precompressed else None
+                return self.send_file(
+                    status, fd, wrapper.size, wrapper.mtime_ns, path, self.headers, self.close
+                )
         source = self.file_source(result)
         if source is None:
-            self.commit(self.status, self.headers)
+            self.commit(status, self.headers)
             return self.passed_on(result)
-        fd, facts, name = source
-        return self.send_file(fd, facts, name, self.headers, self.closer(result))
+        fd, size, mtime_ns, filelike = source
+        path = _name(filelike) if self.options.precompressed else None
+        return self.send_file(status, fd, size, mtime_ns, path, self.headers, self.close)
 
     def respond_lazy(self, result: Iterable[bytes]) -> Iterable[bytes]:
         iterator = iter(result)
@@ -271,89 +293,131 @@ class _Exchange(_AppSide):
         if self.server_write is None:
             path = self.sendfile_path()
             if path is not None:
-                return self.respond_sendfile_header(result, path)
+                return self.respond_sendfile_header(path)
             self.commit(status, self.headers)
-        return Body(_chain(first, iterator), self.closer(result))
+        return Body(_chain(first, iterator), self.close)
 
-    def respond_sendfile_header(self, result: Iterable[bytes], path: str) -> Iterable[bytes]:
+    def respond_sendfile_header(self, path: str) -> Iterable[bytes]:
         # The app's own body (empty for Flask) is replaced by the file.
-        self.close_app(result)
+        self.close()
         headers = self.strip_private(self.headers)
-        code = _status_code(self.status_or_fail())
+        status = self.status_or_fail()
+        code = _status_code(status)
         if sends_no_file(code):
             # The app answered 304, 412, ... itself: the file is not even opened.
-            self.commit(self.status_or_fail(), bodiless_headers(code, headers))
+            self.commit(status, bodiless_headers(code, headers))
             return Body((), _noop)
         try:
             real, fd, facts = open_in_roots(path, self.options.sendfile_roots)
         except OSError as exc:  # outside the roots, missing, not a regular file, EACCES
             # Logged with the path; answered without it.
             logger.error("%s header refused: %s", self.options.sendfile_header, exc)
-            status, error_headers, body = error_answer(
+            error, error_headers, body = error_answer(
                 404 if isinstance(exc, FileNotFoundError) else 500
             )
-            self.commit(_status_line(status), error_headers)
+            self.commit(_status_line(error), error_headers)
             return [body]
-        return self.send_file(fd, facts, real, headers, _closing(fd))
+        return self.send_file(status, fd, facts.size, facts.mtime_ns, real, headers, _closing(fd))
 
     def passed_on(self, result: Iterable[bytes]) -> Iterable[bytes]:
-        return result if not self.wrappers else Body(result, self.closer(result))
+        if not self.wrappers:
+            self.environ = {}  # the cycle of close_wrappers: nothing to close here
+            return result
+        return Body(result, self.close)
 
-    def file_source(self, result: Iterable[bytes]) -> tuple[int, FileFacts, str | None] | None:
+    def file_source(self, result: Iterable[bytes]) -> tuple[int, int, int, object] | None:
+        """The regular file the app's response sends -- its descriptor, size, mtime
+        (ns) and file object -- or None."""
         for wrapper in self.wrappers:
             if result is wrapper:
-                return wrapper.source()
+                return _described(wrapper)
         filelike = file_in(result, self.server_environ.get("wsgi.file_wrapper"))
         if filelike is not None:
             found = regular_fd(filelike)
-            return None if found is None else (*found, _name(filelike))
+            if found is None:
+                return None
+            fd, st = found
+            return fd, st.st_size, st.st_mtime_ns, filelike
         # Werkzeug answers HEAD with an empty ``ClosingIterator`` whose ``close``
         # closes the wrapper it built: that wrapper is this response's file.
         if self.method == "HEAD" and len(self.wrappers) == 1:
             wrapper = self.wrappers[0]
             if not wrapper.closed:
-                return wrapper.source()
+                return _described(wrapper)
         return None
 
     # ------------------------------------------------------------------ delivery
 
     def send_file(
         self,
+        app_status: str,
+        fd: int,
+        size: int,
+        mtime_ns: int,
+        path: str | None,
+        app_headers: list[tuple[str, str]],
+        closer: Callable[[], None],
+    ) -> Iterable[bytes]:
+        options = self.options
+        try:
+            code = _status_code(app_status)
+            headers = None
+            if not self.asks:
+                # Most requests: no Range, no conditional field.
+                headers = whole_file_answer(
+                    code, app_headers, size, mtime_ns, path, options, self.handles
+                )
+            if headers is not None:
+                status, count = code, 0 if self.method == "HEAD" else size
+                body, how = deliver_slice(
+                    fd, 0, count, closer, self.server_environ, options.chunk_size
+                )
+            else:
+                status, headers, body, how = self.planned(
+                    code, fd, FileFacts(size, mtime_ns), path, app_headers, closer
+                )
+        except BaseException:
+            closer()
+            raise
+        if options.debug_header:
+            headers.append((options.debug_header, how.value))
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s %s -> %s via %s", self.method, self.path(), status, how.value)
+        try:
+            self.server_write = self.server_start_response(
+                app_status if status == code else _status_line(status), headers
+            )
+        except BaseException:
+            body.close()
+            raise
+        return body
+
+    def planned(
+        self,
+        code: int,
         fd: int,
         facts: FileFacts,
         path: str | None,
         app_headers: list[tuple[str, str]],
         closer: Callable[[], None],
-    ) -> Iterable[bytes]:
-        code = _status_code(self.status_or_fail())
+    ) -> tuple[int, list[tuple[str, str]], _Response, Delivery]:
+        """The status, headers and body of the planner's file answer, and how the
+        body is sent."""
+        environ, options = self.server_environ, self.options
+        answer = answer_file(
+            self.method, _request(environ), code, app_headers, fd, facts, path,
+            options, self.handles,
+        )  # fmt: skip
+        if answer.variant_fd is not None:
+            closer = _and_then(_closing(answer.variant_fd), closer)
         try:
-            request = _request(self.server_environ)
-            answer = answer_file(
-                self.method, request, code, app_headers, fd, facts, path,
-                self.options, self.handles,
-            )  # fmt: skip
-            if answer.variant_fd is not None:
-                closer = _and_then(_closing(answer.variant_fd), closer)
-            body, how = deliver(answer.plan, answer.fd, closer, self.server_environ,
-                                self.options.chunk_size)  # fmt: skip
-            if answer.accel:
-                how = Delivery.X_ACCEL_REDIRECT
+            body, how = deliver(answer.plan, answer.fd, closer, environ, options.chunk_size)
         except BaseException:
-            closer()
+            answer.close_variant()  # the caller closes the rest
             raise
-        headers = answer.headers
-        if self.options.debug_header:
-            headers.append((self.options.debug_header, how.value))
-        status = answer.plan.status
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s %s -> %s via %s", self.method, self.path(), status, how.value)
-        try:
-            self.commit(self.status if status == code and self.status else _status_line(status),
-                        headers)  # fmt: skip
-        except BaseException:
-            body.close()
-            raise
-        return body
+        if answer.accel:
+            how = Delivery.X_ACCEL_REDIRECT
+        return answer.plan.status, answer.headers, body, how
 
     def path(self) -> str:
         env = self.server_environ
@@ -363,6 +427,11 @@ class _Exchange(_AppSide):
 def _request(environ: WSGIEnvironment) -> dict[str, str]:
     """The request fields a file answer reads, as the client sent them."""
     return request_fields((name, environ[key]) for key, name in _READ_KEYS if key in environ)
+
+
+def _described(wrapper: AppFileWrapper) -> tuple[int, int, int, object] | None:
+    fd = wrapper.fd
+    return None if fd is None else (fd, wrapper.size, wrapper.mtime_ns, wrapper.filelike)
 
 
 def _name(filelike: object) -> str | None:

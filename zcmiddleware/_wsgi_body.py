@@ -11,14 +11,14 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from ._errors import FileShrankError
-from ._files import check_size, facts_of, iter_segments, read_exactly
-from ._http import FileFacts, FileSlice, Plan
+from ._files import check_size, iter_segments, read_exactly, regular_stat
+from ._http import FileSlice, Plan
 from ._options import Delivery
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
-__all__ = ["AppFileWrapper", "Body", "deliver", "file_in", "regular_fd"]
+__all__ = ["AppFileWrapper", "Body", "deliver", "deliver_slice", "file_in", "regular_fd"]
 
 
 class _FileLike(Protocol):
@@ -38,24 +38,26 @@ class AppFileWrapper:
 
     Iterable like any file wrapper (read ``blksize`` at a time), so an app or an
     inner middleware that iterates it still works; the middleware recognises it by
-    identity when the app returns it and sends the file its own way.
+    identity when the app returns it and sends the file its own way. ``fd``, ``size``
+    and ``mtime_ns`` are those of the regular file inside (``fd`` None: not one).
     """
 
-    __slots__ = ("filelike", "blksize", "fd", "facts", "closed")
+    __slots__ = ("filelike", "blksize", "fd", "size", "mtime_ns", "closed")
 
-    def __init__(self, filelike: _FileLike, blksize: int = 8192) -> None:
+    def __init__(
+        self,
+        filelike: _FileLike,
+        blksize: int = 8192,
+        fd: int | None = None,
+        size: int = 0,
+        mtime_ns: int = 0,
+    ) -> None:
         self.filelike = filelike
         self.blksize = blksize
-        self.fd: int | None = None
-        self.facts: FileFacts | None = None
+        self.fd = fd
+        self.size = size
+        self.mtime_ns = mtime_ns
         self.closed = False
-
-    def source(self) -> tuple[int, FileFacts, str | None] | None:
-        """The regular file inside: descriptor, facts, path (for variants), or None."""
-        if self.fd is None or self.facts is None:
-            return None
-        name = getattr(self.filelike, "name", None)
-        return self.fd, self.facts, name if isinstance(name, str) else None
 
     def __iter__(self) -> Iterator[bytes]:
         return self
@@ -148,7 +150,8 @@ class _SlicedFile:
             return
         error: FileShrankError | None = None
         try:
-            check_size(self._fd, self._end)
+            # gunicorn has sent (and restored the offset): nothing reads by it now.
+            check_size(self._fd, self._end, by_seek=True)
         except FileShrankError as exc:
             error = exc
         except OSError:
@@ -157,19 +160,6 @@ class _SlicedFile:
             closer()
         if error is not None:
             raise error
-
-
-def _gunicorn_wrapper(environ: WSGIEnvironment) -> type | None:
-    """gunicorn's ``FileWrapper`` class if this server is gunicorn, else None.
-
-    Checked by module, not by import, so gunicorn need not be installed; only the
-    wrapper of ``gunicorn.http.wsgi`` is known to honour the position and
-    ``Content-Length`` (``Response.sendfile``).
-    """
-    wrapper = environ.get("wsgi.file_wrapper")
-    if isinstance(wrapper, type) and wrapper.__module__ == "gunicorn.http.wsgi":
-        return wrapper
-    return None
 
 
 # uwsgi.sendfile parses its position and length as C ints.
@@ -214,8 +204,8 @@ def file_in(iterable: object, server_wrapper: object) -> object | None:
     return None
 
 
-def regular_fd(filelike: object) -> tuple[int, FileFacts] | None:
-    """The descriptor and facts of a file object over a regular file, else None (a
+def regular_fd(filelike: object) -> tuple[int, os.stat_result] | None:
+    """The descriptor and ``fstat`` of a file object over a regular file, else None (a
     BytesIO, a pipe, a socket: those stay the app's to send)."""
     fileno = getattr(filelike, "fileno", None)
     if fileno is None:
@@ -224,7 +214,7 @@ def regular_fd(filelike: object) -> tuple[int, FileFacts] | None:
         fd = fileno()
         if not isinstance(fd, int):
             return None
-        return fd, facts_of(fd)
+        return fd, regular_stat(fd)
     except (OSError, ValueError):  # io.UnsupportedOperation is both
         return None
 
@@ -234,22 +224,40 @@ def deliver(
 ) -> tuple[_Response, Delivery]:
     """The body for ``plan``, in the form this server sends fastest, and its name."""
     segments = plan.segments
+    if len(segments) == 1 and isinstance(segments[0], FileSlice):
+        only = segments[0]
+        return deliver_slice(fd, only.offset, only.count, closer, environ, chunk_size)
     if not segments:
         # HEAD, 304, 412, 416, an empty file, a body handed to nginx: headers only.
         return Body((), closer), Delivery.NONE
-    only = segments[0] if len(segments) == 1 else None
-    wrapper = _gunicorn_wrapper(environ)
-    if wrapper is not None and isinstance(only, FileSlice):
-        # gunicorn sendfiles Content-Length (= count) bytes from the current
-        # position, and only for an instance of its own class (docs/wsgi.md).
-        os.lseek(fd, only.offset, os.SEEK_SET)
-        filelike = _SlicedFile(fd, only.offset, only.count, chunk_size, closer)
+    return Body(iter_segments(fd, segments, chunk_size), closer), Delivery.FALLBACK
+
+
+def deliver_slice(
+    fd: int,
+    offset: int,
+    count: int,
+    closer: Callable[[], None],
+    environ: WSGIEnvironment,
+    chunk_size: int,
+) -> tuple[_Response, Delivery]:
+    """The body of ``count`` bytes of the file from ``offset`` (none when ``count`` is
+    0), in the form this server sends fastest, and its name."""
+    if not count:
+        return Body((), closer), Delivery.NONE
+    wrapper = environ.get("wsgi.file_wrapper")
+    # gunicorn's ``FileWrapper`` (checked by module, not by import: gunicorn need
+    # not be installed): gunicorn sendfiles Content-Length (= count) bytes from the
+    # current position, and only for an instance of its own class (docs/wsgi.md,
+    # ``Response.sendfile``); other servers' wrappers are not known to.
+    if isinstance(wrapper, type) and wrapper.__module__ == "gunicorn.http.wsgi":
+        os.lseek(fd, offset, os.SEEK_SET)
+        filelike = _SlicedFile(fd, offset, count, chunk_size, closer)
         response: _Response = wrapper(filelike, chunk_size)
         return response, Delivery.FILE_WRAPPER
     uwsgi_sendfile = _uwsgi_sendfile(environ)
-    fits = isinstance(only, FileSlice) and only.offset <= _C_INT_MAX >= only.count
-    if uwsgi_sendfile is not None and fits:
-        assert isinstance(only, FileSlice)
-        body = _uwsgi_body(uwsgi_sendfile, fd, only.offset, only.count)
+    if uwsgi_sendfile is not None and offset <= _C_INT_MAX >= count:
+        body = _uwsgi_body(uwsgi_sendfile, fd, offset, count)
         return Body(body, closer), Delivery.UWSGI_SENDFILE
+    segments = (FileSlice(offset, count),)
     return Body(iter_segments(fd, segments, chunk_size), closer), Delivery.FALLBACK
