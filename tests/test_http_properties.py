@@ -235,19 +235,6 @@ def test_unconditional_headers_is_the_planners_answer(
     assert quick == plan.apply(headers)
 
 
-def test_unconditional_headers_are_remembered_as_fresh_lists() -> None:
-    # Remembered per file and header list: each caller gets its own list to extend,
-    # and a header value that cannot be hashed is answered all the same.
-    app = [("Content-Type", "text/plain")]
-    first = unconditional_headers(5, MTIME_NS, app, True)
-    first.append(("x-debug", "file_wrapper"))
-    assert unconditional_headers(5, MTIME_NS, app, True) == first[:-1]
-    odd = [("X-List", ["not", "hashable"])]
-    quick = unconditional_headers(5, MTIME_NS, odd, True)  # type: ignore[arg-type]
-    facts = FileFacts(5, MTIME_NS)
-    assert quick == plan_response("GET", {}, 200, facts, odd).apply(odd)  # type: ignore[arg-type]
-
-
 def test_whole_file_headers_needs_the_size_and_both_validators() -> None:
     full = [(b"content-length", b"5"), (b"etag", b'"a"'), (b"last-modified", b"x")]
     assert whole_file_headers(full, True) is not None

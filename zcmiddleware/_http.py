@@ -704,6 +704,17 @@ def _bodiless(
     return Plan(kind, status, tuple(headers), frozenset(drop), (), 0)
 
 
+@functools.lru_cache(maxsize=1024)
+def _whole_file_fields(size: int, mtime_ns: int) -> tuple[tuple[str, str], ...]:
+    # The same few files are served again and again: their ETag, Last-Modified and
+    # Content-Length are formatted once per size and mtime.
+    return (
+        ("etag", make_etag(FileFacts(size, mtime_ns))),
+        ("last-modified", format_http_date(mtime_ns // 1_000_000_000)),
+        ("content-length", str(size)),
+    )
+
+
 _DROPPED_WITH_RANGES = _ALWAYS_DROPPED | {"accept-ranges"}
 _VALIDATOR_NAMES = frozenset({"etag", "last-modified"})
 
@@ -716,22 +727,9 @@ def unconditional_headers(
 ) -> list[tuple[str, str]]:
     """The answer's headers for a 200 of the whole file to a request with none of
     :data:`REQUEST_FIELDS` (or with ``handle_ranges`` off): what
-    ``plan_response(...).apply(response_headers)`` gives, without a plan (a small
-    file feels that cost). The file's size and mtime as in :class:`FileFacts`.
-
-    Remembered for the last 1024 files and header lists: a file is served with the
-    same headers again and again, and a Python loop over them costs more than the
-    rest of the answer (an app's unhashable header value is answered uncached)."""
-    headers = tuple(response_headers)
-    try:
-        return list(_remembered_headers(size, mtime_ns, headers, handle_ranges))
-    except TypeError:
-        return list(_unconditional_headers(size, mtime_ns, headers, handle_ranges))
-
-
-def _unconditional_headers(
-    size: int, mtime_ns: int, response_headers: tuple[tuple[str, str], ...], handle_ranges: bool
-) -> tuple[tuple[str, str], ...]:
+    ``plan_response(...).apply(response_headers)`` gives, in one pass over the app's
+    headers and without a plan (a small file feels that cost). The file's size and
+    mtime as in :class:`FileFacts`."""
     # The Accept-Ranges we promise replaces the app's (§14.3).
     dropped = _DROPPED_WITH_RANGES if handle_ranges else _ALWAYS_DROPPED
     kept = []
@@ -746,17 +744,15 @@ def _unconditional_headers(
             else:
                 last_modified = False
         kept.append(pair)
+    etag_field, last_modified_field, length_field = _whole_file_fields(size, mtime_ns)
     if etag:
-        kept.append(("etag", make_etag(FileFacts(size, mtime_ns))))
+        kept.append(etag_field)
     if last_modified:
-        kept.append(("last-modified", format_http_date(mtime_ns // 1_000_000_000)))
+        kept.append(last_modified_field)
     if handle_ranges:
         kept.append(("accept-ranges", "bytes"))
-    kept.append(("content-length", str(size)))
-    return tuple(kept)
-
-
-_remembered_headers = functools.lru_cache(maxsize=1024)(_unconditional_headers)
+    kept.append(length_field)
+    return kept
 
 
 _RAW_DROPPED = frozenset({b"content-length", b"content-range", b"transfer-encoding"})
