@@ -19,10 +19,11 @@ import copy
 import enum
 import functools
 import logging
+import operator
 import os
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import anyio
 import anyio.lowlevel
@@ -139,8 +140,7 @@ class ZeroCopyMiddleware(Configured[ASGIApp]):
             )
 
 
-@dataclass(frozen=True)
-class _ServerPaths:
+class _ServerPaths(NamedTuple):
     """The file paths the server offers that reach it through what wraps us."""
 
     zerocopysend: bool
@@ -150,15 +150,24 @@ class _ServerPaths:
 
     @classmethod
     def of(cls, mw: ZeroCopyMiddleware, scope: Scope, send: Send) -> _ServerPaths:
-        extensions = scope.get("extensions") or {}
-        zerocopy = extensions.get(ZEROCOPYSEND)
-        if zerocopy is not None and (outer := _non_forwarding_outer(mw, scope, send)):
-            mw.warn_outer_once(outer)
-            zerocopy = None
-        checks = isinstance(zerocopy, Mapping) and zerocopy.get(ABORTS_SHORT_FILES) is True
+        extensions = scope.get("extensions") or _NO_EXTENSIONS
         by_path = extensions.get(PATHSEND)
-        first = isinstance(by_path, Mapping) and by_path.get(OPENS_BEFORE_START) is True
-        return cls(zerocopy is not None, by_path is not None, checks, first)
+        first = (type(by_path) is dict or isinstance(by_path, Mapping)) and (
+            by_path.get(OPENS_BEFORE_START) is True
+        )
+        zerocopy = extensions.get(ZEROCOPYSEND)
+        if zerocopy is None:  # most servers: a tuple, and nothing to look through
+            return _PATHSEND_ONLY[first] if by_path is not None else _NEITHER
+        if outer := _non_forwarding_outer(mw, scope, send):
+            mw.warn_outer_once(outer)
+            return _PATHSEND_ONLY[first] if by_path is not None else _NEITHER
+        checks = isinstance(zerocopy, Mapping) and zerocopy.get(ABORTS_SHORT_FILES) is True
+        return cls(True, by_path is not None, checks, first)
+
+
+_NO_EXTENSIONS: Mapping[str, Any] = MappingProxyType({})
+_NEITHER = _ServerPaths(False, False, False, False)
+_PATHSEND_ONLY = (_ServerPaths(False, True, False, False), _ServerPaths(False, True, False, True))
 
 
 # Middleware known to drop or reject ``http.response.zerocopysend`` (they forward
@@ -208,17 +217,16 @@ class _Exchange:
         # asking the app for GET makes a framework's file response arrive as pathsend.
         self.head_as_get = self.handles and self.method == "HEAD"
         # Whether the request has a field the planner reads (ASGI names are lower case).
-        self.asks = any(name in _NEEDS_THE_FILE for name, _ in scope["headers"])
+        self.asks = not _NEEDS_THE_FILE.isdisjoint(map(_name_of, scope["headers"]))
 
     def app_scope(self) -> Scope:
         scope = dict(self.scope)
-        extensions = self.scope.get("extensions") or {}
         # Never zerocopysend: GZipMiddleware drops it and BaseHTTPMiddleware asserts on
         # it. pathsend passes through both, and names the file for us.
-        scope["extensions"] = {
-            **{k: v for k, v in extensions.items() if k != ZEROCOPYSEND},
-            PATHSEND: {},
-        }
+        extensions = dict(self.scope.get("extensions") or ())
+        extensions.pop(ZEROCOPYSEND, None)
+        extensions[PATHSEND] = {}
+        scope["extensions"] = extensions
         if self.handles and self.method in ("GET", "HEAD"):
             if self.asks:
                 headers = self.scope["headers"]
@@ -546,6 +554,7 @@ def _compresses(compressor: object, exchange: _Exchange, answer: FileAnswer) -> 
 # The request fields that need the file itself (its size and mtime as they are now):
 # without any of them, a framework's whole-file answer can be planned from its headers.
 _NEEDS_THE_FILE = frozenset(f.encode() for f in REQUEST_FIELDS)
+_name_of = operator.itemgetter(0)
 
 
 def _whole_file_headers(x: _Exchange, start: Message, path: Any) -> list[Any] | None:

@@ -21,6 +21,7 @@ on the answer is the planner's -- so every other page keeps its own 304s.
 
 from __future__ import annotations
 
+import functools
 import http
 import logging
 import os
@@ -70,6 +71,7 @@ def _status_line(code: int) -> str:
         return f"{code} Unknown"
 
 
+@functools.lru_cache(maxsize=256)  # an app's few status lines, parsed once each
 def _status_code(status: str) -> int:
     try:
         return int(status[:3])
