@@ -255,6 +255,10 @@ class _Exchange:
 
 
 class _State(enum.Enum):
+    # Hashed by identity, in C: Enum's own __hash__ is a Python call, and every
+    # message looks up a (state, kind) pair in _TRANSITIONS.
+    __hash__ = object.__hash__
+
     IDLE = "idle"  # nothing from the app yet
     HELD = "held"  # its start is held until the next message says: file or not
     SENDFILE = "sendfile"  # its start named a file (sendfile_header); its body is dropped
@@ -263,6 +267,8 @@ class _State(enum.Enum):
 
 
 class _Kind(enum.Enum):
+    __hash__ = object.__hash__  # as _State's
+
     START = "http.response.start"
     BODY = "http.response.body"
     PATHSEND = PATHSEND

@@ -773,16 +773,17 @@ def whole_file_headers(
     size: bytes | None = None
     validators = 0
     kept = []
-    for name, value in response_headers:
-        lower = name.lower()
+    for pair in response_headers:
+        lower = pair[0].lower()
         if lower in _RAW_DROPPED:
             if lower == b"content-length":
-                size = value
+                size = pair[1]
             continue
         if (lower == b"accept-ranges" and handle_ranges) or lower in private:
             continue
-        validators += lower in _RAW_VALIDATORS
-        kept.append((name, value))
+        if lower in _RAW_VALIDATORS:
+            validators += 1
+        kept.append(pair)
     if size is None or validators != 2 or not size.isdigit() or len(size) > _MAX_DIGITS:
         return None
     if handle_ranges:
