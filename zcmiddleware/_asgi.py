@@ -126,7 +126,8 @@ class ZeroCopyMiddleware(Configured[ASGIApp]):
                 await self.app(exchange.app_scope(), receive, responder.send)
         else:
             await self.app(exchange.app_scope(), receive, responder.send)
-        await responder.finish()
+        if responder.state is not _State.DONE:
+            await responder.finish()
 
     def warn_outer_once(self, outer: str) -> None:
         if not self._warned_outer:
@@ -279,7 +280,8 @@ _KINDS = {kind.value: kind for kind in _Kind if kind is not _Kind.OTHER}
 
 
 class _Responder:
-    """One response, as a state machine: the transitions are the table below."""
+    """One response, as a state machine: the transitions are the table below, and
+    the first one (IDLE, START: the start is held) is taken in :meth:`send` itself."""
 
     def __init__(self, exchange: _Exchange) -> None:
         self.x = exchange
@@ -289,6 +291,9 @@ class _Responder:
 
     async def send(self, message: Message) -> None:
         kind = _KINDS.get(message["type"], _Kind.OTHER)
+        if kind is _Kind.START and self.state is _State.IDLE:
+            self._hold(message)  # every response's first message: no coroutine for it
+            return
         handler = _TRANSITIONS.get((self.state, kind), _Responder._forward)
         await handler(self, message)
 
@@ -308,7 +313,7 @@ class _Responder:
         # server is there to refuse (a message out of order).
         await self.x.server_send(message)
 
-    async def _hold(self, message: Message) -> None:
+    def _hold(self, message: Message) -> None:
         self.start, self.state = message, _State.HELD
         if self.x.options.sendfile_header is None:
             return
@@ -347,11 +352,9 @@ class _Responder:
         headers = _whole_file_headers(self.x, self.start, message["path"])
         if headers is None:
             await self._file_from_app(self.start, message["path"])
-        else:
-            await self._whole_file_by_path(headers, message)
-
-    async def _whole_file_by_path(self, headers: list[Any], message: Message) -> None:
-        # Planned from the framework's own headers: no second stat, no thread hop.
+            return
+        # The whole file by path, planned from the framework's own headers: no second
+        # stat, no thread hop (inline: a coroutine less on the commonest file answer).
         size = headers[-1][1]  # whole_file_headers puts Content-Length last
         start = {**self.start, "headers": headers}
         body: Message
@@ -368,10 +371,11 @@ class _Responder:
                 "%s %s -> 200 full, %s body bytes via %s",
                 *(self.x.method, self.x.scope["path"], size.decode(), how),
             )
+        send = self.x.server_send
         try:
-            await self.x.to_server(start)
-            await self.x.to_server(body)
-        except ClientGone:
+            await send(start)
+            await send(body)
+        except OSError:  # as to_server's: the client is gone (ASGI 2.4)
             logger.debug("client disconnected during %s %s", self.x.method, self.x.scope["path"])
 
     async def _sendfile_body(self, message: Message) -> None:
@@ -426,7 +430,6 @@ class _Responder:
 
 
 _TRANSITIONS: dict[tuple[_State, _Kind], Callable[[_Responder, Message], Awaitable[None]]] = {
-    (_State.IDLE, _Kind.START): _Responder._hold,
     (_State.HELD, _Kind.START): _Responder._release,
     (_State.HELD, _Kind.PATHSEND): _Responder._app_file,
     (_State.HELD, _Kind.BODY): _Responder._release,
