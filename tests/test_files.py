@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -13,11 +14,11 @@ from zcmiddleware._files import (
     check_size,
     facts_of,
     iter_segments,
-    open_file,
+    open_fd,
     read_exactly,
     resolve_in_roots,
 )
-from zcmiddleware._http import FileSlice
+from zcmiddleware._http import FileFacts, FileSlice
 
 DATA = bytes(range(256)) * 40  # 10240 bytes
 
@@ -29,7 +30,13 @@ def data_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_open_file_facts_come_from_the_open_descriptor(data_file: Path) -> None:
+def open_file(path: str | os.PathLike[str]) -> tuple[BinaryIO, FileFacts]:
+    """:func:`open_fd`'s descriptor as a file object that owns it."""
+    fd, facts = open_fd(path)
+    return os.fdopen(fd, "rb", buffering=0), facts
+
+
+def test_open_fd_facts_come_from_the_open_descriptor(data_file: Path) -> None:
     file, facts = open_file(data_file)
     with file:
         st = os.fstat(file.fileno())
@@ -41,24 +48,24 @@ def test_open_file_facts_come_from_the_open_descriptor(data_file: Path) -> None:
         assert file.read() == DATA
 
 
-def test_open_file_refuses_a_directory(tmp_path: Path) -> None:
+def test_open_fd_refuses_a_directory(tmp_path: Path) -> None:
     with pytest.raises(NotARegularFileError, match="is not a regular file"):
         open_file(tmp_path)
 
 
-def test_open_file_refuses_a_fifo_without_hanging(tmp_path: Path) -> None:
+def test_open_fd_refuses_a_fifo_without_hanging(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)  # no writer: a blocking open would wait forever
     with pytest.raises(NotARegularFileError, match=repr(str(fifo))):
         open_file(fifo)
 
 
-def test_open_file_refuses_a_device() -> None:
+def test_open_fd_refuses_a_device() -> None:
     with pytest.raises(NotARegularFileError):
         open_file("/dev/null")
 
 
-def test_open_file_refuses_a_unix_socket(tmp_path: Path) -> None:
+def test_open_fd_refuses_a_unix_socket(tmp_path: Path) -> None:
     path = tmp_path / "sock"
     with socket.socket(socket.AF_UNIX) as server:
         server.bind(str(path))
@@ -66,12 +73,12 @@ def test_open_file_refuses_a_unix_socket(tmp_path: Path) -> None:
             open_file(path)
 
 
-def test_open_file_missing_raises_file_not_found(tmp_path: Path) -> None:
+def test_open_fd_missing_raises_file_not_found(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         open_file(tmp_path / "missing")
 
 
-def test_open_file_does_not_leak_the_descriptor_on_refusal(tmp_path: Path) -> None:
+def test_open_fd_does_not_leak_the_descriptor_on_refusal(tmp_path: Path) -> None:
     before = len(os.listdir("/proc/self/fd"))
     for _ in range(20):
         with pytest.raises(NotARegularFileError):
@@ -102,23 +109,38 @@ def test_resolve_in_roots(tmp_path: Path) -> None:
     sibling.mkdir()
     (sibling / "b.txt").write_text("b")
 
-    assert resolve_in_roots(str(inside), [root]) == str(inside)
-    assert resolve_in_roots(str(root / "sub" / ".." / "sub" / "a.txt"), [str(root)]) == str(inside)
-    assert resolve_in_roots(str(inside), [tmp_path / "nope", root]) == str(inside)
+    real_root = os.path.realpath(root)  # roots come resolved, as Options stores them
+    assert resolve_in_roots(str(inside), [real_root]) == str(inside)
+    assert resolve_in_roots(str(root / "sub" / ".." / "sub" / "a.txt"), [real_root]) == str(inside)
+    assert resolve_in_roots(str(inside), [str(tmp_path / "nope"), real_root]) == str(inside)
     for bad in (outside, escape, sibling / "b.txt", root / ".." / "secret.txt"):
         with pytest.raises(SendfileRootError, match="outside the configured sendfile roots"):
-            resolve_in_roots(str(bad), [root])
+            resolve_in_roots(str(bad), [real_root])
     with pytest.raises(SendfileRootError):
         resolve_in_roots(str(inside), [])
 
 
-def test_resolve_in_roots_follows_a_symlinked_root(tmp_path: Path) -> None:
+def test_a_symlinked_root_is_resolved_once_when_the_middleware_is_built(
+    tmp_path: Path,
+) -> None:
+    from zcmiddleware._options import Options
+
     real = tmp_path / "real"
     real.mkdir()
     (real / "f").write_text("f")
     link = tmp_path / "link"
     link.symlink_to(real)
-    assert resolve_in_roots(str(link / "f"), [link]) == str(real / "f")
+    roots = Options.build(sendfile_header="X-Sendfile", sendfile_roots=link).sendfile_roots
+    assert roots == (os.path.realpath(real),)
+    assert resolve_in_roots(str(link / "f"), roots) == os.path.realpath(real / "f")
+    # Pointing the link elsewhere later does not move the root.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "g").write_text("g")
+    link.unlink()
+    link.symlink_to(other)
+    with pytest.raises(SendfileRootError):
+        resolve_in_roots(str(link / "g"), roots)
 
 
 def test_read_exactly_and_shrinking(data_file: Path) -> None:

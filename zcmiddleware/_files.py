@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable, Iterator, Sequence
-from typing import BinaryIO
 
 from ._errors import FileShrankError, NotARegularFileError, SendfileRootError
 from ._http import FileFacts, FileSlice, Segment
@@ -20,7 +19,6 @@ __all__ = [
     "facts_of",
     "iter_segments",
     "open_fd",
-    "open_file",
     "open_in_roots",
     "open_variant",
     "read_exactly",
@@ -61,21 +59,15 @@ def open_fd(path: str | os.PathLike[str]) -> tuple[int, FileFacts]:
     return fd, facts
 
 
-def open_file(path: str | os.PathLike[str]) -> tuple[BinaryIO, FileFacts]:
-    """:func:`open_fd`, as an unbuffered file object."""
-    fd, facts = open_fd(path)
-    return os.fdopen(fd, "rb", buffering=0), facts
-
-
-def resolve_in_roots(path: str, roots: Sequence[str | os.PathLike[str]]) -> str:
+def resolve_in_roots(path: str, roots: Sequence[str]) -> str:
     """The real path of ``path`` (symlinks resolved) if it lies inside one of ``roots``
-    (themselves resolved), else :class:`SendfileRootError`."""
+    -- real paths, as :class:`._options.Options` stores them, resolved once when the
+    middleware was built -- else :class:`SendfileRootError`."""
     if "\0" in path:  # no file has one; realpath would raise ValueError
         raise SendfileRootError("a path with a NUL byte is outside every root")
     real = os.path.realpath(path)
     for root in roots:
-        real_root = os.path.realpath(root)
-        if os.path.commonpath([real, real_root]) == real_root:
+        if os.path.commonpath([real, root]) == root:
             return real
     raise SendfileRootError(f"{path!r} is outside the configured sendfile roots")
 
