@@ -46,7 +46,9 @@ SERVERS = {
     "anycorn": ("zerocopysend", "zerocopysend"),
     "hypercorn": ("fallback", "fallback"),
     "gunicorn-asgi": ("fallback", "fallback"),
-    "gunicorn-zc": ("zerocopysend", "zerocopysend"),  # zcmiddleware.gunicorn.ASGIWorker
+    # zcmiddleware.gunicorn.ASGIWorker: it opens a pathsend's file before the start
+    # (OPENS_BEFORE_START), so a whole file goes by path; a range by zerocopysend.
+    "gunicorn-zc": ("pathsend", "zerocopysend"),
     "daphne": ("fallback", "fallback"),
     # HTTP/2 over cleartext, prior knowledge: the client speaks nothing else.
     "uvicorn-zttp-h2": ("fallback", "fallback"),

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import test_uvicorn_protocol
 from _servers import HOST, Server, free_port, python, run_server
 from _tls import write_tls_files
 from apps.asgi_support import parse_byteranges
-from test_uvicorn_protocol import check_plan, plan_query
+from test_uvicorn_protocol import HELD_CASES, check_plan, plan_query
 
 pytestmark = pytest.mark.integration
 
@@ -73,10 +74,9 @@ def test_middleware_downloads_go_by_sendfile(server: Server, files: Path) -> Non
         (f"bytes 2000000-2999999/{SIZE}", data[2000000:3000000]),
         (f"bytes {SIZE - 7}-{SIZE - 1}/{SIZE}", data[-7:]),
     ]
-    # uvicorn's cycle opens a pathsend's file before the start (OPENS_BEFORE_START), so
-    # a whole file goes by path, planned from the app's headers; both are sendfile(2).
-    by_path = "pathsend" if UVICORN_WORKER in server.process.args else "zerocopysend"
-    assert whole.headers["x-zerocopy-path"] == by_path
+    # Both workers open a pathsend's file before the start (OPENS_BEFORE_START), so a
+    # whole file goes by path, planned from the app's headers; both are sendfile(2).
+    assert whole.headers["x-zerocopy-path"] == "pathsend"
     for response in (one, many):
         assert response.headers["x-zerocopy-path"] == "zerocopysend"
     assert sendfile_bytes(server.url) - before == SIZE + 1000 + 10 + 1000000 + 7
@@ -200,9 +200,26 @@ def test_file_shorter_than_count_aborts_the_connection(raw_server: Server, files
     assert len(httpx.get(f"{raw_server.url}/auto?file=medium.bin", timeout=TIMEOUT).content) == SIZE
 
 
+@pytest.mark.parametrize("case", list(HELD_CASES))
+def test_a_held_start_whose_file_fails_is_a_clean_500(
+    raw_server: Server, files: Path, case: str
+) -> None:
+    # The uvicorn test, on gunicorn's worker: the file is opened before the start's
+    # headers are written; one that cannot be sent as announced is a whole 500.
+    content_length, parts = HELD_CASES[case]
+    test_uvicorn_protocol.test_a_held_start_whose_file_fails_is_a_clean_500(
+        raw_server, files, case, content_length, parts
+    )
+
+
+def test_a_held_start_goes_out_with_its_file(raw_server: Server, files: Path) -> None:
+    plan = {"file": "medium.bin", "content_length": "auto", "parts": [["path"]],
+            "opens_first": True}  # fmt: skip
+    with httpx.Client(base_url=raw_server.url, timeout=TIMEOUT) as c:
+        check_plan(c, raw_server, files, plan)
+
+
 def test_five_pipelined_requests(raw_server: Server, files: Path) -> None:
     # The uvicorn test, on gunicorn: spans, pathsend, Content-Length and chunked
     # responses to requests written all at once, read back in order on one connection.
-    import test_uvicorn_protocol
-
     test_uvicorn_protocol.test_five_pipelined_requests(raw_server, files)

@@ -398,13 +398,17 @@ def test_file_shorter_than_count_aborts_the_connection(
 # --- a start held for its pathsend (OPENS_BEFORE_START) -------------------------
 
 
+#: What makes a held start's file unsendable: (Content-Length, plan parts). "auto" is
+#: the file's size.
+HELD_CASES: dict[str, tuple[object, list[Any]]] = {
+    "missing file": ("auto", [["path", "no-such.bin"]]),
+    "a directory": ("auto", [["path", "."]]),
+    "size is not the Content-Length": (-1, [["path"]]),  # the size + 1
+}
+
+
 @pytest.mark.parametrize(
-    ("case", "content_length", "parts"),
-    [
-        ("missing file", "auto", [["path", "no-such.bin"]]),
-        ("a directory", "auto", [["path", "."]]),
-        ("size is not the Content-Length", MEDIUM_SIZE + 1, [["path"]]),
-    ],
+    ("case", "content_length", "parts"), [(k, *v) for k, v in HELD_CASES.items()]
 )
 def test_a_held_start_whose_file_fails_is_a_clean_500(
     server: Server, files: Path, case: str, content_length: object, parts: list[Any]
@@ -412,8 +416,8 @@ def test_a_held_start_whose_file_fails_is_a_clean_500(
     """The file is opened before the start's headers are written, so a file that cannot
     be sent as announced is a whole 500 on a connection that stays usable -- not a 200
     cut off after its headers."""
-    if content_length == "auto":
-        content_length = MEDIUM_SIZE
+    size = (files / "medium.bin").stat().st_size
+    content_length = size if content_length == "auto" else size + 1
     plan = {"file": "medium.bin", "content_length": content_length, "parts": parts,
             "opens_first": True}  # fmt: skip
     before = sendfile_bytes(server.url)

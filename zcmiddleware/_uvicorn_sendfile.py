@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -29,12 +30,16 @@ from typing import Any, Protocol
 from zcmiddleware._aio import off_loop
 from zcmiddleware._errors import ClientGone, FileShrankError
 from zcmiddleware._files import open_fd
+from zcmiddleware._options import error_answer
 
 __all__ = [
     "EXTENSIONS",
     "FileSpan",
     "SocketSender",
+    "content_length",
+    "error_messages",
     "file_span",
+    "open_for_start",
     "transmit_or_abandon",
     "open_path",
     "plain_socket",
@@ -163,6 +168,48 @@ async def open_path(path: Any) -> FileSpan:
     if not isinstance(path, str):
         path = os.fsdecode(path)
     return await off_loop(_open_whole_file, path, orphan=_close_span)
+
+
+def content_length(headers: Any) -> int | None:
+    """The Content-Length among ASGI response headers, or None (absent, not digits)."""
+    for name, value in headers:
+        if bytes(name).lower() == b"content-length":
+            return int(value) if bytes(value).isdigit() else None
+    return None
+
+
+async def open_for_start(
+    start: Mapping[str, Any], path: Any, log: logging.Logger
+) -> FileSpan | None:
+    """A pathsend's file, opened while its start is held (``OPENS_BEFORE_START``): the
+    span, or None -- logged, with the path -- when it cannot be sent as the start
+    announces: it cannot be opened, is not a regular file, or its size is not the
+    start's Content-Length (it changed since the app looked at it). The caller then
+    answers :func:`error_messages` instead of the start."""
+    try:
+        span = await open_path(path)
+    except OSError as exc:
+        log.error("pathsend: cannot serve %r: %s", path, exc)
+        return None
+    promised = content_length(start.get("headers", ()))
+    if promised is not None and promised != span.count:
+        os.close(span.fd)
+        log.error(
+            "pathsend: %r is %d bytes, not the %d its Content-Length says: it changed "
+            "since the app looked at it", path, span.count, promised,
+        )  # fmt: skip
+        return None
+    return span
+
+
+def error_messages() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The start and body of a server's own 500 in place of a held start."""
+    status, headers, body = error_answer(500)
+    raw = [(k.encode(), v.encode()) for k, v in headers]
+    return (
+        {"type": "http.response.start", "status": status, "headers": raw},
+        {"type": "http.response.body", "body": body},
+    )
 
 
 def _close_span(span: FileSpan) -> None:

@@ -14,6 +14,8 @@ is gunicorn's. How it hooks in, and why, is in docs/asgi.md.
 from __future__ import annotations
 
 import inspect
+import logging
+import os
 import types
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
@@ -21,12 +23,15 @@ from typing import Any
 from gunicorn.asgi import protocol as _protocol  # type: ignore[import-untyped]
 from gunicorn.workers import gasgi  # type: ignore[import-untyped]
 
-from zcmiddleware._options import ABORTS_SHORT_FILES
+from zcmiddleware._options import ABORTS_SHORT_FILES, OPENS_BEFORE_START
 from zcmiddleware._uvicorn_sendfile import (
     EXTENSIONS,
     FileSpan,
     SocketSender,
+    content_length,
+    error_messages,
     file_span,
+    open_for_start,
     plain_socket,
     transmit_or_abandon,
 )
@@ -34,6 +39,7 @@ from zcmiddleware._uvicorn_sendfile import (
 __all__ = ["ASGIWorker", "ZeroCopyASGIProtocol"]
 
 _ZEROCOPYSEND, _PATHSEND = EXTENSIONS
+_logger = logging.getLogger("gunicorn.error")
 Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
 
@@ -90,13 +96,6 @@ def _stand_in(span: FileSpan) -> _SpanBody:
     return body
 
 
-def _content_length(headers: Any) -> int | None:
-    for name, value in headers:
-        if bytes(name).lower() == b"content-length":
-            return int(value)
-    return None
-
-
 class ZeroCopyASGIProtocol(_protocol.ASGIProtocol):  # type: ignore[misc]
     """gunicorn's ``ASGIProtocol`` whose HTTP/1.x plain-TCP requests may send files."""
 
@@ -121,7 +120,8 @@ class ZeroCopyASGIProtocol(_protocol.ASGIProtocol):  # type: ignore[misc]
                 self._zc_sender = SocketSender(self.transport, sock)
         if self._zc_sender is not None:
             extensions = scope.setdefault("extensions", {})
-            extensions[_PATHSEND] = {}
+            # A marked start waits for its pathsend's file to be open (_FileSender).
+            extensions[_PATHSEND] = {OPENS_BEFORE_START: True}
             # sendfile meeting the end of the file early aborts the connection.
             extensions[_ZEROCOPYSEND] = {ABORTS_SHORT_FILES: True}
         return scope
@@ -164,13 +164,44 @@ class _FileSender:
         self.send = send
         self.remaining: int | None = None  # of the Content-Length
         self.gone = False
+        self.held: Message | None = None  # a start marked OPENS_BEFORE_START
 
     async def __call__(self, message: Message) -> None:
+        if self.gone:
+            return
+        if self.held is not None:
+            start, self.held = self.held, None
+            if message["type"] == _PATHSEND:
+                await self._held_file(start, message)
+                return
+            await self._send(start, None)
+        elif (
+            message["type"] == "http.response.start"
+            and message.get(OPENS_BEFORE_START) is True
+            and not self.head
+        ):
+            self.held = message  # its pathsend's file is opened before it goes out
+            return
+        await self._send(message, None)
+
+    async def _held_file(self, start: Message, message: Message) -> None:
+        span = await open_for_start(start, message["path"], _logger)
+        if span is None:  # the start was never written: a whole 500 in its place
+            for answer in error_messages():
+                await self.send(answer)
+            return
+        try:
+            await self._send(start, None)
+            await self._send(message, span)
+        finally:
+            os.close(span.fd)
+
+    async def _send(self, message: Message, opened: FileSpan | None) -> None:
         kind = message["type"]
         if self.gone:
             return
         if kind == "http.response.start":
-            self.remaining = _content_length(message.get("headers", ()))
+            self.remaining = content_length(message.get("headers", ()))
         elif kind == "http.response.body" and self.remaining is not None:
             self.remaining -= len(message.get("body", b""))
         if kind not in EXTENSIONS:
@@ -180,7 +211,7 @@ class _FileSender:
         # pathsend is always the whole file and always the last message.
         more_body = kind == _ZEROCOPYSEND and bool(fields.get("more_body", False))
         if not self.head:
-            async with file_span(fields) as span:
+            async with file_span(fields, opened) as span:
                 await self._transmit(span)
             if self.gone:
                 return

@@ -23,14 +23,15 @@ import h11
 import uvicorn
 from uvicorn.protocols.http import h11_impl
 
-from zcmiddleware._options import ABORTS_SHORT_FILES, OPENS_BEFORE_START, error_answer
+from zcmiddleware._options import ABORTS_SHORT_FILES, OPENS_BEFORE_START
 from zcmiddleware._uvicorn_compat import check_uvicorn
 from zcmiddleware._uvicorn_sendfile import (
     EXTENSIONS,
     FileSpan,
     SocketSender,
+    error_messages,
     file_span,
-    open_path,
+    open_for_start,
     plain_socket,
     transmit_or_abandon,
 )
@@ -138,21 +139,10 @@ class _FileSendingCycle:
         if message["type"] != _PATHSEND:
             await self._uvicorn_send(start)
             return True, None
-        path = cast(Mapping[str, Any], message)["path"]
-        try:
-            span = await open_path(path)
-        except OSError as exc:
-            _logger.error("pathsend: cannot serve %r: %s", path, exc)
-            await self._send_500()
-            return False, None
-        promised = _content_length(start)
-        if promised is not None and promised != span.count:
-            os.close(span.fd)
-            _logger.error(
-                "pathsend: %r is %d bytes, not the %d its Content-Length says: it changed "
-                "since the app looked at it", path, span.count, promised,
-            )  # fmt: skip
-            await self._send_500()
+        span = await open_for_start(start, cast(Mapping[str, Any], message)["path"], _logger)
+        if span is None:
+            for answer in error_messages():
+                await self._uvicorn_send(answer)  # type: ignore[arg-type]
             return False, None
         try:
             await self._uvicorn_send(start)
@@ -160,12 +150,6 @@ class _FileSendingCycle:
             os.close(span.fd)
             raise
         return True, span
-
-    async def _send_500(self) -> None:
-        status, headers, body = error_answer(500)
-        raw = [(k.encode(), v.encode()) for k, v in headers]
-        await self._uvicorn_send({"type": "http.response.start", "status": status, "headers": raw})
-        await self._uvicorn_send({"type": "http.response.body", "body": body})
 
     def _abandon(self) -> None:
         self.disconnected = True
@@ -276,13 +260,6 @@ def _adopt(cycle: Any, cls: type[_FileSendingCycle], sender: SocketSender) -> No
     extensions[_ZEROCOPYSEND][ABORTS_SHORT_FILES] = True
     # A marked start waits for its pathsend's file to be open (_release_held).
     extensions[_PATHSEND][OPENS_BEFORE_START] = True
-
-
-def _content_length(start: Any) -> int | None:
-    for name, value in start.get("headers", ()):
-        if name.lower() == b"content-length":
-            return int(value) if value.isdigit() else None
-    return None
 
 
 AutoHTTPProtocol: type[asyncio.Protocol] = HttpToolsProtocol if _HAS_HTTPTOOLS else H11Protocol
