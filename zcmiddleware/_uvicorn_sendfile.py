@@ -30,16 +30,16 @@ from typing import Any, Protocol
 from zcmiddleware._aio import off_loop
 from zcmiddleware._errors import ClientGone, FileShrankError
 from zcmiddleware._files import open_fd
-from zcmiddleware._options import error_answer
+from zcmiddleware._options import OPENS_BEFORE_START, error_answer
 
 __all__ = [
     "EXTENSIONS",
     "FileSpan",
     "SocketSender",
     "content_length",
-    "error_messages",
     "file_span",
-    "open_for_start",
+    "holds_start",
+    "send_held",
     "transmit_or_abandon",
     "open_path",
     "plain_socket",
@@ -178,38 +178,55 @@ def content_length(headers: Any) -> int | None:
     return None
 
 
-async def open_for_start(
-    start: Mapping[str, Any], path: Any, log: logging.Logger
-) -> FileSpan | None:
-    """A pathsend's file, opened while its start is held (``OPENS_BEFORE_START``): the
-    span, or None -- logged, with the path -- when it cannot be sent as the start
-    announces: it cannot be opened, is not a regular file, or its size is not the
-    start's Content-Length (it changed since the app looked at it). The caller then
-    answers :func:`error_messages` instead of the start."""
+def holds_start(message: Mapping[str, Any], head: bool) -> bool:
+    """Whether ``message`` is a start to hold until its pathsend's file is open: marked
+    ``OPENS_BEFORE_START`` by the app, on a request that is not HEAD (no file follows)."""
+    return (
+        message["type"] == "http.response.start"
+        and message.get(OPENS_BEFORE_START) is True
+        and not head
+    )
+
+
+SendOpened = Callable[[Any, "FileSpan | None"], Awaitable[None]]
+
+
+async def send_held(
+    start: Mapping[str, Any], message: Mapping[str, Any], send: SendOpened, log: logging.Logger
+) -> None:
+    """A held start (:func:`holds_start`) and the pathsend after it. The file is opened
+    first; then ``send(start, None)`` and ``send(message, span)``, the span closed here
+    afterwards. When the file cannot be sent as the start announces -- it cannot be
+    opened, is not a regular file, or its size is not the start's Content-Length (it
+    changed since the app looked at it) -- a whole 500 goes out with ``send`` in the
+    start's place, and the path and the reason to ``log``."""
+    path = message["path"]
     try:
         span = await open_path(path)
     except OSError as exc:
         log.error("pathsend: cannot serve %r: %s", path, exc)
-        return None
-    promised = content_length(start.get("headers", ()))
-    if promised is not None and promised != span.count:
+        await _send_500(send)
+        return
+    try:
+        promised = content_length(start.get("headers", ()))
+        if promised is not None and promised != span.count:
+            log.error(
+                "pathsend: %r is %d bytes, not the %d its Content-Length says: it changed "
+                "since the app looked at it", path, span.count, promised,
+            )  # fmt: skip
+            await _send_500(send)
+            return
+        await send(start, None)
+        await send(message, span)
+    finally:
         os.close(span.fd)
-        log.error(
-            "pathsend: %r is %d bytes, not the %d its Content-Length says: it changed "
-            "since the app looked at it", path, span.count, promised,
-        )  # fmt: skip
-        return None
-    return span
 
 
-def error_messages() -> tuple[dict[str, Any], dict[str, Any]]:
-    """The start and body of a server's own 500 in place of a held start."""
+async def _send_500(send: SendOpened) -> None:
     status, headers, body = error_answer(500)
     raw = [(k.encode(), v.encode()) for k, v in headers]
-    return (
-        {"type": "http.response.start", "status": status, "headers": raw},
-        {"type": "http.response.body", "body": body},
-    )
+    await send({"type": "http.response.start", "status": status, "headers": raw}, None)
+    await send({"type": "http.response.body", "body": body}, None)
 
 
 def _close_span(span: FileSpan) -> None:

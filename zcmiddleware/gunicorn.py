@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import types
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
@@ -29,10 +28,10 @@ from zcmiddleware._uvicorn_sendfile import (
     FileSpan,
     SocketSender,
     content_length,
-    error_messages,
     file_span,
-    open_for_start,
+    holds_start,
     plain_socket,
+    send_held,
     transmit_or_abandon,
 )
 
@@ -172,31 +171,15 @@ class _FileSender:
         if self.held is not None:
             start, self.held = self.held, None
             if message["type"] == _PATHSEND:
-                await self._held_file(start, message)
+                await send_held(start, message, self._send, _logger)
                 return
-            await self._send(start, None)
-        elif (
-            message["type"] == "http.response.start"
-            and message.get(OPENS_BEFORE_START) is True
-            and not self.head
-        ):
+            await self._send(start)
+        elif holds_start(message, self.head):
             self.held = message  # its pathsend's file is opened before it goes out
             return
-        await self._send(message, None)
+        await self._send(message)
 
-    async def _held_file(self, start: Message, message: Message) -> None:
-        span = await open_for_start(start, message["path"], _logger)
-        if span is None:  # the start was never written: a whole 500 in its place
-            for answer in error_messages():
-                await self.send(answer)
-            return
-        try:
-            await self._send(start, None)
-            await self._send(message, span)
-        finally:
-            os.close(span.fd)
-
-    async def _send(self, message: Message, opened: FileSpan | None) -> None:
+    async def _send(self, message: Message, opened: FileSpan | None = None) -> None:
         kind = message["type"]
         if self.gone:
             return

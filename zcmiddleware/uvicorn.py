@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
@@ -29,10 +28,10 @@ from zcmiddleware._uvicorn_sendfile import (
     EXTENSIONS,
     FileSpan,
     SocketSender,
-    error_messages,
     file_span,
-    open_for_start,
+    holds_start,
     plain_socket,
+    send_held,
     transmit_or_abandon,
 )
 
@@ -82,21 +81,17 @@ class _FileSendingCycle:
 
     async def send(self, message: ASGISendEvent) -> None:
         if self._zc_held is not None:
-            released, opened = await self._release_held(message)
-            if opened is None:
-                if released:
-                    await self._send(message, None)
+            start, self._zc_held = self._zc_held, None
+            if message["type"] == _PATHSEND:
+                await send_held(start, message, self._send, _logger)
                 return
-            try:
-                await self._send(message, opened)
-            finally:
-                os.close(opened.fd)
-        elif message["type"] == "http.response.start" and self._holds(message):
+            await self._send(start)
+        elif holds_start(message, self.scope["method"] == "HEAD") and not self.response_started:
             self._zc_held = message
-        else:
-            await self._send(message, None)
+            return
+        await self._send(message)
 
-    async def _send(self, message: ASGISendEvent, opened: FileSpan | None) -> None:
+    async def _send(self, message: ASGISendEvent, opened: FileSpan | None = None) -> None:
         kind = message["type"]
         if kind not in EXTENSIONS or not self.response_started or self.response_complete:
             await self._uvicorn_send(message)
@@ -123,33 +118,6 @@ class _FileSendingCycle:
         await self._uvicorn_send(
             {"type": "http.response.body", "body": b"", "more_body": more_body}
         )
-
-    def _holds(self, start: Any) -> bool:
-        return (
-            start.get(OPENS_BEFORE_START) is True
-            and not self.response_started
-            and self.scope["method"] != "HEAD"
-        )
-
-    async def _release_held(self, message: ASGISendEvent) -> tuple[bool, FileSpan | None]:
-        """Send the held start, a pathsend's file opened first: whether ``message``
-        is still to be sent, and the opened file (the caller's to close). Not to be
-        sent when the file failed and a 500 went out instead of the start."""
-        start, self._zc_held = self._zc_held, None
-        if message["type"] != _PATHSEND:
-            await self._uvicorn_send(start)
-            return True, None
-        span = await open_for_start(start, cast(Mapping[str, Any], message)["path"], _logger)
-        if span is None:
-            for answer in error_messages():
-                await self._uvicorn_send(answer)  # type: ignore[arg-type]
-            return False, None
-        try:
-            await self._uvicorn_send(start)
-        except BaseException:
-            os.close(span.fd)
-            raise
-        return True, span
 
     def _abandon(self) -> None:
         self.disconnected = True
