@@ -157,10 +157,10 @@ class _ServerPaths(NamedTuple):
             by_path.get(OPENS_BEFORE_START) is True
         )
         zerocopy = extensions.get(ZEROCOPYSEND)
-        if zerocopy is None:  # most servers: a tuple, and nothing to look through
-            return _PATHSEND_ONLY[first] if by_path is not None else _NEITHER
-        if outer := _non_forwarding_outer(mw, scope, send):
+        if zerocopy is not None and (outer := _non_forwarding_outer(mw, scope, send)):
             mw.warn_outer_once(outer)
+            zerocopy = None
+        if zerocopy is None:  # most servers: a shared tuple
             return _PATHSEND_ONLY[first] if by_path is not None else _NEITHER
         checks = isinstance(zerocopy, Mapping) and zerocopy.get(ABORTS_SHORT_FILES) is True
         return cls(True, by_path is not None, checks, first)

@@ -493,14 +493,15 @@ def _unconditional_full(
     file, the validators the app did not set, and its length. The plan the general
     path gives, without its header map and part list (a small file feels that cost)."""
     names = {name.lower() for name, _ in response_headers}
+    etag, last_modified, length = _whole_file_fields(facts.size, facts.mtime_ns)
     headers = []
     if "etag" not in names:
-        headers.append(("etag", make_etag(facts)))
+        headers.append(etag)
     if "last-modified" not in names:
-        headers.append(("last-modified", format_http_date(facts.mtime_ns // 1_000_000_000)))
+        headers.append(last_modified)
     if ranges:
         headers.append(("accept-ranges", "bytes"))  # §14.3
-    headers.append(("content-length", str(facts.size)))
+    headers.append(length)
     segments = () if is_head or not facts.size else (FileSlice(0, facts.size),)
     return Plan("full", 200, tuple(headers), _ALWAYS_DROPPED, segments, facts.size)
 
