@@ -5,8 +5,10 @@ and headless Chromium seeking in a video, against ``examples/starlette_app.py`` 
 uvicorn with ``zcmiddleware.uvicorn`` and ``examples/flask_app.py`` on gunicorn.
 Every download is compared byte for byte with the file; the zero-copy path is read
 off the server: the middleware's DEBUG log lines (``examples/logging.json``) name the
-delivery of every file response, and on gunicorn ``tests/apps/wsgi_gunicorn_conf.py``
-counts the bytes that went by ``sendfile`` against those copied through Python.
+delivery of every file response, and in the server process the bytes that went by
+``sendfile`` are counted against those read in Python (``os.pread``) and, on gunicorn,
+written through Python (``tests/apps/example_asgi_counting.py``,
+``tests/apps/wsgi_gunicorn_conf.py``).
 
 A test whose tool is not installed is skipped, except under ``CI=true``: CI installs
 every tool, so there a missing one fails the test.
@@ -105,10 +107,9 @@ class Example:
 
     def mark(self) -> None:
         """Start counting anew: later calls see only what happens after this one."""
-        if self.kind == "wsgi":
-            self.settled_stats()  # a killed client's last sendfile may still be counting
-            self.stats(reset=True)
-            self.stats_calls = 0
+        self.settled_stats()  # a killed client's last sendfile may still be counting
+        self.stats(reset=True)
+        self.stats_calls = 0
         self.mark_at = len(self.server.log())
 
     def deliveries(self, path: str = "/download") -> list[Delivery]:
@@ -119,7 +120,8 @@ class Example:
         return [d for d in found if d.path == path]
 
     def stats(self, reset: bool = False) -> dict[str, int]:
-        """gunicorn only: bytes by sendfile, by the fallback's pread, by sendall."""
+        """The server's bytes by sendfile and by the fallback's pread (gunicorn: and by
+        sendall)."""
         self.stats_calls += 1
         url = self.url("/__zc_stats?reset" if reset else "/__zc_stats")
         with urllib.request.urlopen(url, timeout=30) as response:
@@ -144,12 +146,14 @@ class Example:
         deliveries = self.deliveries()
         assert len(deliveries) >= requests, self.server.log()[self.mark_at :]
         assert {d.via for d in deliveries} <= self.zero_copy, deliveries
+        stats = self.settled_stats()
+        total = stats["sendfile"]
+        assert stats["pread"] == 0, stats  # no fallback reads
         if self.kind == "asgi":
-            total = sum(d.body_bytes or 0 for d in deliveries)
+            # What the middleware planned is what the server sent by sendfile.
+            planned = sum(d.body_bytes or 0 for d in deliveries)
+            assert planned == total if exact else planned >= total, (planned, stats)
         else:
-            stats = self.settled_stats()
-            total = stats["sendfile"]
-            assert stats["pread"] == 0, stats  # no fallback reads
             # Through Python went headers only: under 4 KiB per file response, plus
             # the answers to our own /__zc_stats requests.
             assert stats["sendall"] < 4096 * len(deliveries) + 1024 * self.stats_calls, stats
@@ -174,9 +178,9 @@ def example_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _argv(kind: str, port: int) -> list[str]:
-    if kind == "asgi":  # as examples/starlette_app.py says
+    if kind == "asgi":  # as examples/starlette_app.py says, plus the counting wrapper
         return python(
-            "-m", "uvicorn", "--app-dir", str(EXAMPLES), "starlette_app:app",
+            "-m", "uvicorn", "--app-dir", str(TESTS_DIR / "apps"), "example_asgi_counting:app",
             "--http", "zcmiddleware.uvicorn:AutoHTTPProtocol",
             "--host", HOST, "--port", str(port), "--log-config", str(LOG_CONFIG),
         )  # fmt: skip
