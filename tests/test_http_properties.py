@@ -12,6 +12,8 @@ from zcmiddleware._http import (
     FileFacts,
     FileSlice,
     Plan,
+    _one_range,
+    _planned,
     header_map,
     plan_response,
     unconditional_headers,
@@ -271,3 +273,44 @@ def test_request_without_range_or_conditional_gets_the_general_paths_plan(
     general = plan_response(method, {**request, "if-range": '"x"'}, 200, facts, app_headers)
     assert shortcut == general
     assert shortcut.kind == "full"
+
+
+@given(
+    size=st.integers(0, 5000),
+    spec=st.one_of(
+        st.tuples(st.integers(0, 6000), st.integers(0, 6000)).map(lambda t: f"{t[0]}-{t[1]}"),
+        st.integers(0, 6000).map(lambda a: f"{a}-"),
+        st.integers(0, 6000).map(lambda n: f"-{n}"),
+        st.sampled_from(["-", "0-0", "00012-", "-000", "1-2,3-4", " 1-2", "1 -2", "9" * 16 + "-"]),
+    ),
+    unit=st.sampled_from(["bytes=", "Bytes=", "bytes =", "bytes= "]),
+    headers=_APP_HEADERS,
+    method=st.sampled_from(["GET", "HEAD", "POST"]),
+    extra=st.sampled_from([{}, {"accept-encoding": "gzip"}, {"if-range": '"x"'}]),
+)
+@settings(max_examples=2000)
+def test_a_lone_range_is_planned_as_the_general_path_plans_it(
+    size: int,
+    spec: str,
+    unit: str,
+    headers: list[tuple[str, str]],
+    method: str,
+    extra: dict[str, str],
+) -> None:
+    # plan_response answers a Range that is the request's only planner field without
+    # its general machinery (_one_range); the plan must be the one that gives.
+    request = {"range": unit + spec, **extra}
+    facts = FileFacts(size, MTIME_NS)
+    plan = plan_response(method, request, 200, facts, headers, boundary="b")
+    general = _planned(method, request, facts, headers, "b", None)
+    assert plan == general
+    assert plan.apply(headers) == general.apply(headers)
+
+
+def test_the_lone_range_shortcut_is_taken() -> None:
+    # Not only equal plans: the common forms do go the short way (and others not).
+    facts = FileFacts(100, MTIME_NS)
+    for value in ("bytes=0-9", "bytes=10-", "bytes=-5", "bytes=90-500"):
+        assert _one_range("GET", value, facts, []) is not None, value
+    for value in ("bytes=0-9,20-29", "bytes=200-", "bytes=-0", "bytes=9-1", "BYTES=0-1"):
+        assert _one_range("GET", value, facts, []) is None, value

@@ -50,7 +50,7 @@ def request_fields(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     return result
 
 
-@dataclass
+@dataclass(slots=True)
 class FileAnswer:
     """What to send: the plan, its final headers, and the bytes' descriptor.
 
