@@ -3,6 +3,7 @@
 OSError
  ├── NotARegularFileError   a directory, FIFO, device or socket: never served
  ├── FileShrankError        the file ended before the announced bytes: abort
+ ├── FileChangedError       not the size a pathsend's range was planned for
  └── PermissionError
       └── SendfileRootError a sendfile_header path outside sendfile_roots
 Exception
@@ -11,7 +12,13 @@ Exception
 
 from __future__ import annotations
 
-__all__ = ["ClientGone", "FileShrankError", "NotARegularFileError", "SendfileRootError"]
+__all__ = [
+    "ClientGone",
+    "FileChangedError",
+    "FileShrankError",
+    "NotARegularFileError",
+    "SendfileRootError",
+]
 
 
 class NotARegularFileError(OSError):
@@ -23,6 +30,11 @@ class FileShrankError(OSError):
 
     The response must be aborted, never completed short (its Content-Length would lie).
     """
+
+
+class FileChangedError(OSError):
+    """A pathsend's file is not the size its range (``PATHSEND_RANGE``) was planned for:
+    it changed since the app looked at it. Never sent."""
 
 
 class SendfileRootError(PermissionError):

@@ -21,6 +21,7 @@ __all__ = [
     "ABORTS_SHORT_FILES",
     "DEFAULT_CHUNK_SIZE",
     "OPENS_BEFORE_START",
+    "PATHSEND_RANGE",
     "PATHSEND",
     "PRECOMPRESSED_SUFFIXES",
     "ZEROCOPYSEND",
@@ -47,6 +48,13 @@ ABORTS_SHORT_FILES = "zcmiddleware.aborts_short_files"
 #: ``zcmiddleware.uvicorn`` does. The ASGI middleware then sends whole files by path on
 #: such a server, planned from the app's headers, without opening them itself.
 OPENS_BEFORE_START = "zcmiddleware.opens_before_start"
+#: A key a server that offers :data:`OPENS_BEFORE_START` may also put in its pathsend
+#: extension dict (value True) to say: a pathsend message may carry this key with
+#: ``(offset, count, size)``, ints, to send ``count`` bytes from ``offset`` of a file
+#: whose size must be ``size`` (else, after a held start, the same 500). The ASGI
+#: middleware then sends a lone Range of a file by path too, planned from the app's
+#: headers, where it would otherwise open the file itself for its descriptor.
+PATHSEND_RANGE = "zcmiddleware.pathsend_range"
 
 #: Bytes per read on the paths that read the file in Python (see docs/asgi.md).
 DEFAULT_CHUNK_SIZE = 256 * 1024

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from zcmiddleware._aio import off_loop
-from zcmiddleware._errors import ClientGone, FileShrankError
+from zcmiddleware._errors import ClientGone, FileChangedError, FileShrankError
 from zcmiddleware._files import open_fd
-from zcmiddleware._options import OPENS_BEFORE_START, error_answer
+from zcmiddleware._options import OPENS_BEFORE_START, PATHSEND_RANGE, error_answer
 
 __all__ = [
     "EXTENSIONS",
@@ -42,6 +42,7 @@ __all__ = [
     "send_held",
     "transmit_or_abandon",
     "open_path",
+    "pathsend_range",
     "plain_socket",
     "span_from_zerocopysend",
 ]
@@ -153,21 +154,52 @@ def span_from_zerocopysend(message: Any) -> FileSpan:
     return FileSpan(fd=fd, offset=offset, count=count, advance=advance)
 
 
-def _open_whole_file(path: str) -> FileSpan:
+def _open_span(path: str, wanted: tuple[int, int, int] | None) -> FileSpan:
     # The one open-and-fstat of the project: a FIFO is refused, never waited on.
     fd, facts = open_fd(path)
-    return FileSpan(fd=fd, offset=0, count=facts.size, owned=True)
+    if wanted is None:
+        return FileSpan(fd=fd, offset=0, count=facts.size, owned=True)
+    offset, count, size = wanted
+    if facts.size != size:
+        os.close(fd)
+        raise FileChangedError(
+            f"{facts.size} bytes, not the {size} the range was planned for: it changed "
+            "since the app looked at it"
+        )
+    return FileSpan(fd=fd, offset=offset, count=count, owned=True)
 
 
-async def open_path(path: Any) -> FileSpan:
-    """Open ``path`` for an ``http.response.pathsend``, off the loop thread.
+def pathsend_range(message: Mapping[str, Any]) -> tuple[int, int, int] | None:
+    """The ``(offset, count, size)`` of a pathsend's :data:`PATHSEND_RANGE`, checked
+    (``ValueError`` if it is not three ints that fit the size), or None: the whole file."""
+    wanted = message.get(PATHSEND_RANGE)
+    if wanted is None:
+        return None
+    try:
+        offset, count, size = wanted
+    except (TypeError, ValueError):
+        raise ValueError(f"pathsend {PATHSEND_RANGE!r} must be (offset, count, size)") from None
+    if not all(type(n) is int for n in (offset, count, size)) or not (
+        offset >= 0 and count >= 0 and offset + count <= size
+    ):
+        raise ValueError(
+            f"pathsend {PATHSEND_RANGE!r} must be ints with 0 <= offset, 0 <= count and "
+            f"offset + count <= size, got {wanted!r}"
+        )
+    return offset, count, size
+
+
+async def open_path(path: Any, wanted: tuple[int, int, int] | None = None) -> FileSpan:
+    """Open ``path`` for an ``http.response.pathsend``, off the loop thread: the whole
+    file, or ``wanted`` (:func:`pathsend_range`) of it when the file has its size
+    (else :class:`FileChangedError`).
 
     The span owns its fd; the caller closes it. If we are cancelled while the
     worker thread is still opening, the fd is closed when the thread finishes.
     """
     if not isinstance(path, str):
         path = os.fsdecode(path)
-    return await off_loop(_open_whole_file, path, orphan=_close_span)
+    return await off_loop(_open_span, path, wanted, orphan=_close_span)
 
 
 def content_length(headers: Any) -> int | None:
@@ -201,8 +233,9 @@ async def send_held(
     changed since the app looked at it) -- a whole 500 goes out with ``send`` in the
     start's place, and the path and the reason to ``log``."""
     path = message["path"]
+    wanted = pathsend_range(message)
     try:
-        span = await open_path(path)
+        span = await open_path(path, wanted)
     except OSError as exc:
         log.error("pathsend: cannot serve %r: %s", path, exc)
         await _send_500(send)
@@ -244,7 +277,7 @@ async def file_span(
         yield opened
         return
     if message["type"] == EXTENSIONS[1]:
-        span = await open_path(message["path"])
+        span = await open_path(message["path"], pathsend_range(message))
     else:
         span = span_from_zerocopysend(message)
     try:

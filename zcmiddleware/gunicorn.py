@@ -22,7 +22,7 @@ from typing import Any
 from gunicorn.asgi import protocol as _protocol  # type: ignore[import-untyped]
 from gunicorn.workers import gasgi  # type: ignore[import-untyped]
 
-from zcmiddleware._options import ABORTS_SHORT_FILES, OPENS_BEFORE_START
+from zcmiddleware._options import ABORTS_SHORT_FILES, OPENS_BEFORE_START, PATHSEND_RANGE
 from zcmiddleware._uvicorn_sendfile import (
     EXTENSIONS,
     FileSpan,
@@ -120,7 +120,7 @@ class ZeroCopyASGIProtocol(_protocol.ASGIProtocol):  # type: ignore[misc]
         if self._zc_sender is not None:
             extensions = scope.setdefault("extensions", {})
             # A marked start waits for its pathsend's file to be open (_FileSender).
-            extensions[_PATHSEND] = {OPENS_BEFORE_START: True}
+            extensions[_PATHSEND] = {OPENS_BEFORE_START: True, PATHSEND_RANGE: True}
             # sendfile meeting the end of the file early aborts the connection.
             extensions[_ZEROCOPYSEND] = {ABORTS_SHORT_FILES: True}
         return scope

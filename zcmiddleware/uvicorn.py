@@ -22,7 +22,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http import h11_impl
 
-from zcmiddleware._options import ABORTS_SHORT_FILES, OPENS_BEFORE_START
+from zcmiddleware._options import ABORTS_SHORT_FILES, OPENS_BEFORE_START, PATHSEND_RANGE
 from zcmiddleware._uvicorn_compat import check_uvicorn
 from zcmiddleware._uvicorn_sendfile import (
     EXTENSIONS,
@@ -228,6 +228,7 @@ def _adopt(cycle: Any, cls: type[_FileSendingCycle], sender: SocketSender) -> No
     extensions[_ZEROCOPYSEND][ABORTS_SHORT_FILES] = True
     # A marked start waits for its pathsend's file to be open (_release_held).
     extensions[_PATHSEND][OPENS_BEFORE_START] = True
+    extensions[_PATHSEND][PATHSEND_RANGE] = True  # and a range of it
 
 
 AutoHTTPProtocol: type[asyncio.Protocol] = HttpToolsProtocol if _HAS_HTTPTOOLS else H11Protocol

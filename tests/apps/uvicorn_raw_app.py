@@ -108,7 +108,8 @@ async def _plan(scope: Any, send: Any, plan: dict[str, Any]) -> None:
     """Run a plan: {"file", "content_length" (int or null = chunked), "parts"}.
 
     Parts: ["body", size, seed] | ["zc", offset, count, seek] | ["path"] (plan["file"])
-    | ["path", name] (another file, maybe missing); every part but the last carries
+    | ["path", name] (another file, maybe missing) | ["path-range", offset, count, size]
+    (PATHSEND_RANGE of plan["file"]); every part but the last carries
     more_body=True. "opens_first": true marks the start OPENS_BEFORE_START.
     """
     headers = [(b"x-client-port", str(scope["client"][1]).encode())]
@@ -145,5 +146,14 @@ async def _plan(scope: Any, send: Any, plan: dict[str, Any]) -> None:
             elif kind == "path":
                 named = os.path.join(FILES, part[1]) if len(part) > 1 else full
                 await send({"type": "http.response.pathsend", "path": named})
+            elif kind == "path-range":
+                _, offset, count, size = part
+                await send(
+                    {
+                        "type": "http.response.pathsend",
+                        "path": full,
+                        "zcmiddleware.pathsend_range": (offset, count, size),
+                    }
+                )
             else:
                 raise ValueError(f"unknown plan part {part!r}")
