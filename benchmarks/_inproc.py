@@ -36,6 +36,7 @@ PATHSEND = "http.response.pathsend"
 ZEROCOPYSEND = "http.response.zerocopysend"
 ABORTS_SHORT_FILES = "zcmiddleware.aborts_short_files"
 OPENS_BEFORE_START = "zcmiddleware.opens_before_start"
+PATHSEND_RANGE = "zcmiddleware.pathsend_range"
 FILE_NAME = "4k.bin"
 FILE_SIZE = 4096
 #: The single range of the range cases: 1 KiB from inside the file.
@@ -51,7 +52,7 @@ _EXTENSIONS: dict[str, Callable[[], dict[str, Any]]] = {
     # open the file, with or without the start marked OPENS_BEFORE_START.
     "zerocopysend-aborts": lambda: {
         ZEROCOPYSEND: {ABORTS_SHORT_FILES: True},
-        PATHSEND: {OPENS_BEFORE_START: True},
+        PATHSEND: {OPENS_BEFORE_START: True, PATHSEND_RANGE: True},
     },
     "neither": dict,
 }
@@ -187,7 +188,9 @@ class FakeASGIServer:
         elif kind == "http.response.body":
             self.body += m.get("body", b"")
         elif kind == PATHSEND:
-            self.body += Path(m["path"]).read_bytes()
+            data = Path(m["path"]).read_bytes()
+            offset, count, _ = m.get(PATHSEND_RANGE, (0, len(data), None))
+            self.body += data[offset : offset + count]
         elif kind == ZEROCOPYSEND:
             self.body += os.pread(m["file"].fileno(), m["count"], m["offset"])
 

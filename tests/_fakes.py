@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 
-from zcmiddleware import PATHSEND, ZEROCOPYSEND
+from zcmiddleware import PATHSEND, PATHSEND_RANGE, ZEROCOPYSEND
 
 Message = MutableMapping[str, Any]
 Environ = dict[str, Any]
@@ -20,9 +20,10 @@ CAPABILITIES: dict[str, dict[str, Any]] = {
     "pathsend": {PATHSEND: {}},
     "zerocopysend": {ZEROCOPYSEND: {}},
     "both": {PATHSEND: {}, ZEROCOPYSEND: {}},
-    # As zcmiddleware.uvicorn offers them: a pathsend's file is opened before the start.
+    # As zcmiddleware.uvicorn offers them: a pathsend's file is opened before the start,
+    # and a pathsend may name a range of it.
     "zc-uvicorn": {
-        PATHSEND: {"zcmiddleware.opens_before_start": True},
+        PATHSEND: {"zcmiddleware.opens_before_start": True, PATHSEND_RANGE: True},
         ZEROCOPYSEND: {"zcmiddleware.aborts_short_files": True},
     },
 }
@@ -80,7 +81,12 @@ class AsgiServer:
             self.body += message.get("body", b"")
         elif kind == PATHSEND:
             with open(message["path"], "rb") as f:  # noqa: ASYNC230 (a test's small file)
-                self.body += f.read()
+                data = f.read()
+            if PATHSEND_RANGE in message:  # as zcmiddleware.uvicorn: the size is checked
+                offset, count, size = message[PATHSEND_RANGE]
+                assert len(data) == size, "the server would answer 500"
+                data = data[offset : offset + count]
+            self.body += data
         elif kind == ZEROCOPYSEND:
             # Like os.sendfile: whatever the file holds now, possibly short.
             self.files.append(message["file"])

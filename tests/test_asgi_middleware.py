@@ -24,7 +24,7 @@ from _multipart import parse_byteranges
 from apps.asgi_app import DEBUG_HEADER, create_app, wrap
 from conftest import open_fds
 
-from zcmiddleware import ABORTS_SHORT_FILES, OPENS_BEFORE_START, ZeroCopyMiddleware
+from zcmiddleware import ABORTS_SHORT_FILES, OPENS_BEFORE_START, PATHSEND_RANGE, ZeroCopyMiddleware
 from zcmiddleware._errors import FileShrankError, NotARegularFileError
 from zcmiddleware._files import open_fd
 
@@ -71,7 +71,9 @@ def expected_full_path(capability: str) -> str:
     return by_path.get(capability, "zerocopysend")
 
 
-def expected_range_path(capability: str) -> str:
+def expected_range_path(capability: str, single: bool = False) -> str:
+    if single and capability == "zc-uvicorn":
+        return "pathsend"  # PATHSEND_RANGE: the server opens the file and sends the range
     return "fallback" if capability in ("none", "pathsend") else "zerocopysend"
 
 
@@ -130,11 +132,15 @@ async def test_single_range(directory: Path, capability: str) -> None:
     assert bytes(server.body) == DATA[100:300]
     assert server.headers["content-range"] == f"bytes 100-299/{SIZE}"
     assert server.headers["content-length"] == "200"
-    path = expected_range_path(capability)
+    path = expected_range_path(capability, single=True)
     assert server.headers[DEBUG_HEADER.lower()] == path
     if path == "zerocopysend":
         assert body_types(server) == [ZEROCOPYSEND, "http.response.body"]
         assert (server.messages[1]["offset"], server.messages[1]["count"]) == (100, 200)
+    elif path == "pathsend":
+        assert body_types(server) == [PATHSEND]
+        assert server.messages[1][PATHSEND_RANGE] == (100, 200, SIZE)
+        assert server.messages[0][OPENS_BEFORE_START] is True
     else:
         assert body_types(server) == ["http.response.body"]
 

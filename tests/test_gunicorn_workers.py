@@ -74,11 +74,12 @@ def test_middleware_downloads_go_by_sendfile(server: Server, files: Path) -> Non
         (f"bytes 2000000-2999999/{SIZE}", data[2000000:3000000]),
         (f"bytes {SIZE - 7}-{SIZE - 1}/{SIZE}", data[-7:]),
     ]
-    # Both workers open a pathsend's file before the start (OPENS_BEFORE_START), so a
-    # whole file goes by path, planned from the app's headers; both are sendfile(2).
+    # Both workers open a pathsend's file before the start (OPENS_BEFORE_START) and take
+    # a range of it (PATHSEND_RANGE), so a whole file and a lone range go by path,
+    # planned from the app's headers; several ranges by zerocopysend. All sendfile(2).
     assert whole.headers["x-zerocopy-path"] == "pathsend"
-    for response in (one, many):
-        assert response.headers["x-zerocopy-path"] == "zerocopysend"
+    assert one.headers["x-zerocopy-path"] == "pathsend"
+    assert many.headers["x-zerocopy-path"] == "zerocopysend"
     assert sendfile_bytes(server.url) - before == SIZE + 1000 + 10 + 1000000 + 7
 
 
@@ -215,6 +216,17 @@ def test_a_held_start_whose_file_fails_is_a_clean_500(
 def test_a_held_start_goes_out_with_its_file(raw_server: Server, files: Path) -> None:
     plan = {"file": "medium.bin", "content_length": "auto", "parts": [["path"]],
             "opens_first": True}  # fmt: skip
+    with httpx.Client(base_url=raw_server.url, timeout=TIMEOUT) as c:
+        check_plan(c, raw_server, files, plan)
+
+
+@pytest.mark.parametrize("opens_first", [True, False])
+def test_a_pathsend_range_sends_that_range_by_sendfile(
+    raw_server: Server, files: Path, opens_first: bool
+) -> None:
+    size = (files / "medium.bin").stat().st_size
+    plan = {"file": "medium.bin", "content_length": "auto", "opens_first": opens_first,
+            "parts": [["path-range", 12345, 54321, size]]}  # fmt: skip
     with httpx.Client(base_url=raw_server.url, timeout=TIMEOUT) as c:
         check_plan(c, raw_server, files, plan)
 

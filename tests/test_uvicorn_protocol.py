@@ -127,6 +127,8 @@ def expected_body(files: Path, plan: dict[str, Any]) -> tuple[bytes, int]:
             continue
         if part[0] == "path":
             chunk = data
+        elif part[0] == "path-range":
+            chunk = data[part[1] : part[1] + part[2]]
         else:
             _, offset, count, seek = part
             if seek is not None:
@@ -233,8 +235,12 @@ def plan_target(plan: dict[str, Any]) -> bytes:
 
 
 ADVERTISED = {
-    # A start marked with it waits until its pathsend's file is open.
-    "http.response.pathsend": {"zcmiddleware.opens_before_start": True},
+    # A start marked with it waits until its pathsend's file is open; a pathsend may
+    # carry a range of its file.
+    "http.response.pathsend": {
+        "zcmiddleware.opens_before_start": True,
+        "zcmiddleware.pathsend_range": True,
+    },
     # It aborts a response whose file ends early, so the middleware need not check.
     "http.response.zerocopysend": {"zcmiddleware.aborts_short_files": True},
 }
@@ -404,6 +410,8 @@ HELD_CASES: dict[str, tuple[object, list[Any]]] = {
     "missing file": ("auto", [["path", "no-such.bin"]]),
     "a directory": ("auto", [["path", "."]]),
     "size is not the Content-Length": (-1, [["path"]]),  # the size + 1
+    # A range planned from the app's headers for a file that has changed size since.
+    "size is not the range's": (100, [["path-range", 10, 100, 999_999_999]]),
 }
 
 
@@ -417,7 +425,10 @@ def test_a_held_start_whose_file_fails_is_a_clean_500(
     be sent as announced is a whole 500 on a connection that stays usable -- not a 200
     cut off after its headers."""
     size = (files / "medium.bin").stat().st_size
-    content_length = size if content_length == "auto" else size + 1
+    if content_length == "auto":
+        content_length = size
+    elif content_length == -1:
+        content_length = size + 1
     plan = {"file": "medium.bin", "content_length": content_length, "parts": parts,
             "opens_first": True}  # fmt: skip
     before = sendfile_bytes(server.url)
@@ -436,6 +447,28 @@ def test_a_held_start_whose_file_fails_is_a_clean_500(
         conn.close()
     assert sendfile_bytes(server.url) == before
     assert "pathsend: " in server.log()
+
+
+@pytest.mark.parametrize("opens_first", [True, False])
+@pytest.mark.parametrize(("offset", "count"), [(0, 1), (12345, 54321), (MEDIUM_SIZE - 7, 7)])
+def test_a_pathsend_range_sends_that_range_by_sendfile(
+    client: httpx.Client, server: Server, files: Path, offset: int, count: int, opens_first: bool
+) -> None:
+    # PATHSEND_RANGE: the slice of the file, after a held start or an ordinary one.
+    parts = [["path-range", offset, count, MEDIUM_SIZE]]
+    plan = {"file": "medium.bin", "content_length": "auto", "parts": parts,
+            "opens_first": opens_first}  # fmt: skip
+    check_plan(client, server, files, plan)
+
+
+def test_a_malformed_pathsend_range_is_the_apps_error(client: httpx.Client, server: Server) -> None:
+    for bad in ([10, 100, 50], [-1, 5, MEDIUM_SIZE], [0, "5", MEDIUM_SIZE]):
+        plan = {"file": "medium.bin", "content_length": 5, "parts": [["path-range", *bad]],
+                "opens_first": True}  # fmt: skip
+        response, carried = run_plan(client, server, plan)
+        assert response.status_code == 500, bad
+        assert carried == 0
+    assert "must be ints with 0 <= offset" in server.log()
 
 
 def test_a_held_start_goes_out_with_its_file(
@@ -663,7 +696,7 @@ def test_zerocopy_middleware_end_to_end(files: Path) -> None:
         response = httpx.get(f"{srv.url}/files/medium.bin", headers=headers, timeout=TIMEOUT)
         assert response.status_code == 206
         assert response.content == data[100:1100]
-        assert response.headers["x-zerocopy-path"] == "zerocopysend"
+        assert response.headers["x-zerocopy-path"] == "pathsend"  # PATHSEND_RANGE
         assert sendfile_bytes(srv.url) - before == len(data) + 1000
 
 

@@ -21,6 +21,7 @@ import functools
 import logging
 import operator
 import os
+import stat
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -32,12 +33,19 @@ from ._aio import off_loop
 from ._asgi_body import fdopen, send_fallback, send_zerocopy
 from ._daphne import paced
 from ._errors import ClientGone, SendfileRootError
-from ._files import iter_segments, open_fd, open_in_roots
-from ._http import RANGE_FIELDS, REQUEST_FIELDS, sends_no_file, whole_file_headers
+from ._files import OPEN_FLAGS, iter_segments, open_fd, open_in_roots, read_exactly
+from ._http import (
+    RANGE_FIELDS,
+    REQUEST_FIELDS,
+    lone_range_headers,
+    sends_no_file,
+    whole_file_headers,
+)
 from ._options import (
     ABORTS_SHORT_FILES,
     OPENS_BEFORE_START,
     PATHSEND,
+    PATHSEND_RANGE,
     ZEROCOPYSEND,
     Configured,
     Delivery,
@@ -148,6 +156,7 @@ class _ServerPaths(NamedTuple):
     pathsend: bool
     server_checks: bool  # the server aborts a short sendfile itself
     opens_first: bool  # the server opens a pathsend's file before the start's headers
+    ranges_by_path: bool  # and takes a range of it (PATHSEND_RANGE)
 
     @classmethod
     def of(cls, mw: ZeroCopyMiddleware, scope: Scope, send: Send) -> _ServerPaths:
@@ -156,19 +165,24 @@ class _ServerPaths(NamedTuple):
         first = (type(by_path) is dict or isinstance(by_path, Mapping)) and (
             by_path.get(OPENS_BEFORE_START) is True
         )
+        ranged = by_path is not None and first and by_path.get(PATHSEND_RANGE) is True
         zerocopy = extensions.get(ZEROCOPYSEND)
         if zerocopy is not None and (outer := _non_forwarding_outer(mw, scope, send)):
             mw.warn_outer_once(outer)
             zerocopy = None
         if zerocopy is None:  # most servers: a shared tuple
-            return _PATHSEND_ONLY[first] if by_path is not None else _NEITHER
+            return _PATHSEND_ONLY[first + ranged] if by_path is not None else _NEITHER
         checks = isinstance(zerocopy, Mapping) and zerocopy.get(ABORTS_SHORT_FILES) is True
-        return cls(True, by_path is not None, checks, first)
+        return cls(True, by_path is not None, checks, first, ranged)
 
 
 _NO_EXTENSIONS: Mapping[str, Any] = MappingProxyType({})
-_NEITHER = _ServerPaths(False, False, False, False)
-_PATHSEND_ONLY = (_ServerPaths(False, True, False, False), _ServerPaths(False, True, False, True))
+_NEITHER = _ServerPaths(False, False, False, False, False)
+_PATHSEND_ONLY = (  # by the server's pathsend keys: none, OPENS_BEFORE_START, both
+    _ServerPaths(False, True, False, False, False),
+    _ServerPaths(False, True, False, True, False),
+    _ServerPaths(False, True, False, True, True),
+)
 
 
 # Middleware known to drop or reject ``http.response.zerocopysend`` (they forward
@@ -349,27 +363,43 @@ class _Responder:
 
     async def _app_file(self, message: Message) -> None:
         self.state = _State.DONE
-        headers = _whole_file_headers(self.x, self.start, message["path"])
+        x, path = self.x, message["path"]
+        headers = None if x.asks else _whole_file_headers(x, self.start, path)
+        status, body = 200, message
         if headers is None:
-            await self._file_from_app(self.start, message["path"])
-            return
-        # The whole file by path, planned from the framework's own headers: no second
-        # stat, no thread hop (inline: a coroutine less on the commonest file answer).
-        size = headers[-1][1]  # whole_file_headers puts Content-Length last
-        start = {**self.start, "headers": headers}
-        body: Message
-        if self.x.method == "HEAD":
+            lone = _lone_range(x, self.start, path)
+            if lone is None or not (x.paths.ranges_by_path or x.method == "HEAD"
+                                    or lone[1][1] <= x.options.chunk_size):  # fmt: skip
+                await self._file_from_app(self.start, path)
+                return
+            status, (headers, wanted) = 206, lone
+            if x.paths.ranges_by_path:
+                body = {"type": PATHSEND, "path": path, PATHSEND_RANGE: wanted}
+            elif x.method != "HEAD":
+                read = await off_loop(
+                    _read_lone_range, x, self.start, path, wanted, orphan=_close_unless_bytes
+                )
+                if not isinstance(read, bytes):
+                    await self._deliver(*read)  # the file changed: as it is now
+                    return
+                body = {"type": "http.response.body", "body": read}
+        # Planned from the framework's own headers: no second stat, and no thread hop
+        # but a lone range's read where the server cannot take its path (inline: a
+        # coroutine less on the commonest file answer).
+        length = headers[-1][1]  # both put Content-Length last
+        start = {**self.start, "status": status, "headers": headers}
+        how = "pathsend" if body["type"] == PATHSEND else "fallback"
+        if x.method == "HEAD":
             how, body = "none", {"type": "http.response.body"}
-        else:
-            how, body = "pathsend", message
-            if self.x.paths.opens_first:
-                start[OPENS_BEFORE_START] = True  # the server opens the file first
-        if self.x.options.debug_header is not None:
-            headers.append((self.x.options.debug_header.encode(), how.encode()))
+        elif how == "pathsend" and x.paths.opens_first:
+            start[OPENS_BEFORE_START] = True  # the server opens the file first
+        if x.options.debug_header is not None:
+            headers.append((x.options.debug_header.encode(), how.encode()))
         if logger.isEnabledFor(logging.DEBUG):  # as _Delivery.run: before the body
             logger.debug(
-                "%s %s -> 200 full, %s body bytes via %s",
-                *(self.x.method, self.x.scope["path"], size.decode(), how),
+                "%s %s -> %d %s, %s body bytes via %s",
+                *(x.method, x.scope["path"], status, "full" if status == 200 else "partial"),
+                *(length.decode(), how),
             )
         send = self.x.server_send
         try:
@@ -564,6 +594,57 @@ def _compresses(compressor: object, exchange: _Exchange, answer: FileAnswer) -> 
 # without any of them, a framework's whole-file answer can be planned from its headers.
 _NEEDS_THE_FILE = frozenset(f.encode() for f in REQUEST_FIELDS)
 _name_of = operator.itemgetter(0)
+
+
+def _lone_range(x: _Exchange, start: Message, path: Any) -> tuple[list[Any], Any] | None:
+    """The 206's headers and ``(offset, count, size)`` of a GET or HEAD whose only
+    planner field is a Range of one satisfiable spec, planned from the framework's
+    size and validators as :func:`_whole_file_headers` is: on a server that takes a
+    range of a pathsend's file (:data:`PATHSEND_RANGE`, which answers 500 if the
+    file has another size), or one whose range path would read it anyway (no
+    zerocopysend). None when anything needs the file itself, and for every other
+    Range (several, 416, ignored, If-Range): those are planned from our descriptor."""
+    paths = x.paths
+    if not (paths.ranges_by_path or not paths.zerocopysend) or not x.handles:
+        return None
+    options = x.options
+    if options.precompressed or options.accel_redirect or x.mw._compressor is not None:
+        return None
+    if x.method not in ("GET", "HEAD") or start.get("status", 200) != 200:
+        return None
+    if not isinstance(path, str):
+        return None
+    range_value = None
+    for name, value in x.scope["headers"]:
+        if name in _NEEDS_THE_FILE:
+            if name != b"range" or range_value is not None:
+                return None  # another planner field (or a second Range)
+            range_value = value
+    if range_value is None:
+        return None
+    return lone_range_headers(start.get("headers", ()), range_value, x.mw.private_raw)
+
+
+def _read_lone_range(
+    x: _Exchange, start: Message, path: str, wanted: tuple[int, int, int]
+) -> bytes | tuple[int, FileAnswer]:
+    # In a worker thread: the range's bytes, when the file still has the size the app
+    # reported; else the file as it is now, planned from its descriptor.
+    offset, count, size = wanted
+    fd = os.open(path, OPEN_FLAGS)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_size == size:
+            return read_exactly(fd, offset, count)
+    finally:
+        os.close(fd)
+    # Not the file the app described (or not a regular one): planned as it is now.
+    return _open_and_answer(x, start, path)
+
+
+def _close_unless_bytes(result: bytes | tuple[int, FileAnswer]) -> None:
+    if not isinstance(result, bytes):
+        _close_all(result)
 
 
 def _whole_file_headers(x: _Exchange, start: Message, path: Any) -> list[Any] | None:

@@ -15,6 +15,7 @@ from ._http import FileFacts, FileSlice, Segment
 from ._options import DEFAULT_CHUNK_SIZE, PRECOMPRESSED_SUFFIXES
 
 __all__ = [
+    "OPEN_FLAGS",
     "check_size",
     "facts_of",
     "iter_segments",
@@ -41,13 +42,17 @@ def regular_stat(fd: int) -> os.stat_result:
     return st
 
 
+#: How every file sent is opened (see :func:`open_fd`).
+OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+
+
 def open_fd(path: str | os.PathLike[str]) -> tuple[int, FileFacts]:
     """Open ``path`` for reading and ``fstat`` the descriptor that will be sent.
 
     ``O_NONBLOCK`` keeps a FIFO from blocking the open; it is refused right after by
     the regular-file check (and has no effect on reads of a regular file).
     """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    fd = os.open(path, OPEN_FLAGS)
     try:
         facts = facts_of(fd)
     except NotARegularFileError:

@@ -39,6 +39,7 @@ __all__ = [
     "parse_entity_tags",
     "parse_http_date",
     "parse_range",
+    "lone_range_headers",
     "plan_response",
     "sends_no_file",
     "choose_coding",
@@ -539,20 +540,11 @@ def _one_range(
     header map and general range parsing (a small file feels that cost). None for
     anything else (another form, several specs, unsatisfiable, invalid, an empty file,
     another method): the general path decides."""
-    m = _ONE_SPEC.fullmatch(range_value)
-    if m is None or method not in ("GET", "HEAD") or not facts.size:
-        return None
-    first, last = m.groups()
     size = facts.size
-    if first:
-        start = int(first)
-        if start >= size or (last and int(last) < start):
-            return None  # 416, or ignored as invalid (§14.1.1)
-        stop = min(int(last) + 1, size) if last else size
-    elif last and int(last):
-        start, stop = max(0, size - int(last)), size
-    else:
-        return None  # a lone "-", or "-0" (unsatisfiable)
+    span = _lone_span(range_value, size) if method in ("GET", "HEAD") else None
+    if span is None:
+        return None
+    start, stop = span
     names = {name.lower() for name, _ in response_headers}
     etag, last_modified, _ = _whole_file_fields(size, facts.mtime_ns)
     headers = []
@@ -568,6 +560,23 @@ def _one_range(
     ]
     segments = () if method == "HEAD" else (FileSlice(start, count),)
     return Plan("partial", 206, tuple(headers), _ALWAYS_DROPPED, segments, count, ((start, stop),))
+
+
+def _lone_span(range_value: str, size: int) -> tuple[int, int] | None:
+    """The half-open span of a Range of one satisfiable spec in its plain form, else
+    None (see :func:`_one_range`)."""
+    m = _ONE_SPEC.fullmatch(range_value)
+    if m is None or not size:
+        return None
+    first, last = m.groups()
+    if first:
+        start = int(first)
+        if start >= size or (last and int(last) < start):
+            return None  # 416, or ignored as invalid (§14.1.1)
+        return start, (min(int(last) + 1, size) if last else size)
+    if last and int(last):
+        return max(0, size - int(last)), size
+    return None  # a lone "-", or "-0" (unsatisfiable)
 
 
 @dataclass(slots=True)
@@ -835,6 +844,46 @@ def whole_file_headers(
     give, without the file's facts and without decoding a header. ``private`` names
     (lower-case) are left out. None when the size or a validator is missing (then the
     file must be looked at)."""
+    found = _raw_fields(response_headers, handle_ranges, private)
+    if found is None:
+        return None
+    size, kept = found
+    if handle_ranges:
+        kept.append((b"accept-ranges", b"bytes"))  # §14.3
+    kept.append((b"content-length", b"%d" % size))
+    return kept
+
+
+def lone_range_headers(
+    response_headers: Iterable[tuple[bytes, bytes]],
+    range_value: bytes,
+    private: frozenset[bytes] = frozenset(),
+) -> tuple[list[tuple[bytes, bytes]], tuple[int, int, int]] | None:
+    """The 206's headers (as :func:`whole_file_headers`, from the app's size and both
+    validators) and ``(offset, count, size)`` for a GET or HEAD whose only request
+    field of :data:`REQUEST_FIELDS` is a Range of one satisfiable spec in its plain
+    form: what :func:`plan_response` answers. None for anything else."""
+    found = _raw_fields(response_headers, True, private)
+    if found is None:
+        return None
+    size, kept = found
+    span = _lone_span(range_value.decode("latin-1"), size)
+    if span is None:
+        return None
+    start, stop = span
+    kept += [
+        (b"accept-ranges", b"bytes"),  # §14.3
+        (b"content-range", b"bytes %d-%d/%d" % (start, stop - 1, size)),
+        (b"content-length", b"%d" % (stop - start)),
+    ]
+    return kept, (start, stop - start, size)
+
+
+def _raw_fields(
+    response_headers: Iterable[tuple[bytes, bytes]], handle_ranges: bool, private: frozenset[bytes]
+) -> tuple[int, list[tuple[bytes, bytes]]] | None:
+    # The app's size, and its headers less those the planner sets and the private
+    # ones; None unless the size and both validators are there.
     size: bytes | None = None
     validators = 0
     kept = []
@@ -851,10 +900,7 @@ def whole_file_headers(
         kept.append(pair)
     if size is None or validators != 2 or not size.isdigit() or len(size) > _MAX_DIGITS:
         return None
-    if handle_ranges:
-        kept.append((b"accept-ranges", b"bytes"))  # §14.3
-    kept.append((b"content-length", b"%d" % int(size)))
-    return kept
+    return int(size), kept
 
 
 def _app_bodiless(status: int, response_headers: Sequence[tuple[str, str]]) -> Plan:
