@@ -628,3 +628,71 @@ async def test_sendfile_header_file_never_goes_by_pathsend(directory: Path) -> N
     assert bytes(server.body) == DATA[:1000]
     assert PATHSEND not in server.types
     assert server.headers[DEBUG_HEADER.lower()] == "fallback"
+
+
+# ------------------------------------------------------- a lone range, from the app's headers
+
+
+def _stale_app(path: Path, announced: int) -> Any:
+    """A framework's file response whose Content-Length says ``announced`` bytes: the
+    size the file had when the framework stat-ed it."""
+
+    async def app(scope: Message, receive: Any, send: Any) -> None:
+        headers = [
+            (b"content-type", b"application/octet-stream"),
+            (b"content-length", str(announced).encode()),
+            (b"etag", b'"v1"'),
+            (b"last-modified", b"Tue, 14 Nov 2023 22:13:20 GMT"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": PATHSEND, "path": str(path)})
+
+    return app
+
+
+@pytest.mark.parametrize("capability", ["pathsend", "none"])
+async def test_a_lone_range_is_read_in_one_hop_without_zerocopysend(
+    tmp_path: Path, capability: str
+) -> None:
+    # No zerocopysend: the range is planned from the app's headers and read in the hop
+    # that opens the file -- one body message, the app's validators.
+    path = tmp_path / "f.bin"
+    path.write_bytes(DATA)
+    mw = ZeroCopyMiddleware(_stale_app(path, SIZE), debug_header=DEBUG_HEADER)
+    server = await request(mw, Server(CAPABILITIES[capability]), headers=[("Range", "bytes=-5")])
+    assert server.status == 206
+    assert bytes(server.body) == DATA[-5:]
+    assert server.headers["content-range"] == f"bytes {SIZE - 5}-{SIZE - 1}/{SIZE}"
+    assert server.headers["etag"] == '"v1"'
+    assert server.types == ["http.response.start", "http.response.body"]
+    assert server.headers[DEBUG_HEADER.lower()] == "fallback"
+
+
+@pytest.mark.parametrize("capability", ["pathsend", "none", "zerocopysend"])
+async def test_a_lone_range_of_a_file_that_changed_size_is_planned_from_the_file(
+    tmp_path: Path, capability: str
+) -> None:
+    # The framework's Content-Length is stale (the file grew since it looked): the
+    # range is answered from the file as it is, never from the stale size.
+    path = tmp_path / "f.bin"
+    path.write_bytes(DATA)
+    mw = ZeroCopyMiddleware(_stale_app(path, SIZE - 1000), debug_header=DEBUG_HEADER)
+    server = await request(mw, Server(CAPABILITIES[capability]), headers=[("Range", "bytes=-5")])
+    assert server.status == 206
+    assert bytes(server.body) == DATA[-5:]
+    assert server.headers["content-range"] == f"bytes {SIZE - 5}-{SIZE - 1}/{SIZE}"
+
+
+async def test_a_lone_range_goes_by_path_with_the_size_it_was_planned_for(tmp_path: Path) -> None:
+    # On zcmiddleware.uvicorn the size the range was planned for travels with it: the
+    # server compares it with the file it opens (a stale one is its clean 500).
+    path = tmp_path / "f.bin"
+    path.write_bytes(DATA)
+    mw = ZeroCopyMiddleware(_stale_app(path, SIZE), debug_header=DEBUG_HEADER)
+    server = await request(mw, Server(CAPABILITIES["zc-uvicorn"]), headers=[("Range", "bytes=7-")])
+    assert server.status == 206 and bytes(server.body) == DATA[7:]
+    assert server.messages[1][PATHSEND_RANGE] == (7, SIZE - 7, SIZE)
+    assert server.messages[0][OPENS_BEFORE_START] is True
+    stale = ZeroCopyMiddleware(_stale_app(path, SIZE - 1), debug_header=DEBUG_HEADER)
+    with pytest.raises(AssertionError, match="the server would answer 500"):
+        await request(stale, Server(CAPABILITIES["zc-uvicorn"]), headers=[("Range", "bytes=7-")])
