@@ -226,7 +226,8 @@ class _Exchange:
         # daphne's send returns before the body is written: pace it by its transport.
         self.server_send = paced(send)
         self.method: str = scope["method"]
-        self.handles = self.options.handles(scope["path"])
+        options = self.options  # Options.handles, inline
+        self.handles = options.handle_ranges and not scope["path"].startswith(options.exclude_paths)
         self.paths = _ServerPaths.of(mw, scope, send)
         # HEAD answers with the status and headers GET would have (RFC 9110 §9.3.2);
         # asking the app for GET makes a framework's file response arrive as pathsend.
@@ -238,9 +239,11 @@ class _Exchange:
         scope = dict(self.scope)
         # Never zerocopysend: GZipMiddleware drops it and BaseHTTPMiddleware asserts on
         # it. pathsend passes through both, and names the file for us.
-        extensions = dict(self.scope.get("extensions") or ())
-        extensions.pop(ZEROCOPYSEND, None)
-        extensions[PATHSEND] = {}
+        extensions = self.scope.get("extensions")
+        if extensions is None or ZEROCOPYSEND in extensions or extensions.get(PATHSEND) != {}:
+            extensions = dict(extensions or ())  # the server's as it is when it can be
+            extensions.pop(ZEROCOPYSEND, None)
+            extensions[PATHSEND] = {}
         scope["extensions"] = extensions
         if self.handles and self.method in ("GET", "HEAD"):
             if self.asks:
@@ -306,7 +309,10 @@ class _Responder:
     async def send(self, message: Message) -> None:
         kind = _KINDS.get(message["type"], _Kind.OTHER)
         if kind is _Kind.START and self.state is _State.IDLE:
-            self._hold(message)  # every response's first message: no coroutine for it
+            # Every response's first message, held: no coroutine, no call for it.
+            self.start, self.state = message, _State.HELD
+            if self.x.options.sendfile_header is not None:
+                self._named_file(message)
             return
         handler = _TRANSITIONS.get((self.state, kind), _Responder._forward)
         await handler(self, message)
@@ -327,10 +333,8 @@ class _Responder:
         # server is there to refuse (a message out of order).
         await self.x.server_send(message)
 
-    def _hold(self, message: Message) -> None:
-        self.start, self.state = message, _State.HELD
-        if self.x.options.sendfile_header is None:
-            return
+    def _named_file(self, message: Message) -> None:
+        # A held start that names a file in sendfile_header becomes SENDFILE.
         name = self.x.mw.sendfile_raw
         headers = message.get("headers", ())
         path = next((bytes(v) for k, v in headers if k.lower() == name), None)
@@ -635,7 +639,8 @@ def _read_lone_range(
     try:
         st = os.fstat(fd)
         if stat.S_ISREG(st.st_mode) and st.st_size == size:
-            return read_exactly(fd, offset, count)
+            data = os.pread(fd, count, offset)
+            return data if len(data) == count else read_exactly(fd, offset, count)
     finally:
         os.close(fd)
     # Not the file the app described (or not a regular one): planned as it is now.

@@ -529,7 +529,6 @@ def _unconditional_full(
 # The only planner field of most ranged requests (a player seeking, a download
 # resumed): Range alone, "bytes=first-[last]" or "bytes=-suffix", as clients write it.
 _BESIDES_RANGE = ("if-range", *CONDITIONAL_FIELDS)
-_ONE_SPEC = re.compile(r"bytes=([0-9]{0,15})-([0-9]{0,15})")
 
 
 def _one_range(
@@ -541,7 +540,9 @@ def _one_range(
     anything else (another form, several specs, unsatisfiable, invalid, an empty file,
     another method): the general path decides."""
     size = facts.size
-    span = _lone_span(range_value, size) if method in ("GET", "HEAD") else None
+    if method not in ("GET", "HEAD"):
+        return None
+    span = _lone_span(range_value.encode("latin-1", "replace"), size)
     if span is None:
         return None
     start, stop = span
@@ -562,21 +563,26 @@ def _one_range(
     return Plan("partial", 206, tuple(headers), _ALWAYS_DROPPED, segments, count, ((start, stop),))
 
 
-def _lone_span(range_value: str, size: int) -> tuple[int, int] | None:
-    """The half-open span of a Range of one satisfiable spec in its plain form, else
-    None (see :func:`_one_range`)."""
-    m = _ONE_SPEC.fullmatch(range_value)
-    if m is None or not size:
+def _lone_span(range_value: bytes, size: int) -> tuple[int, int] | None:
+    """The half-open span of a Range of one satisfiable spec in its plain form,
+    ``bytes=first-[last]`` or ``bytes=-suffix`` (ASCII digits, at most 15 each), else
+    None (see :func:`_one_range`). Bytes: ``bytes.isdigit`` is ASCII only, and a
+    partition is cheaper than a regular expression on every ranged request."""
+    if range_value[:6] != b"bytes=" or not size:
         return None
-    first, last = m.groups()
+    first, dash, last = range_value[6:].partition(b"-")
+    if not dash or len(first) > 15 or len(last) > 15:
+        return None
     if first:
+        if not first.isdigit() or (last and not last.isdigit()):
+            return None
         start = int(first)
         if start >= size or (last and int(last) < start):
             return None  # 416, or ignored as invalid (§14.1.1)
         return start, (min(int(last) + 1, size) if last else size)
-    if last and int(last):
+    if last.isdigit() and int(last):
         return max(0, size - int(last)), size
-    return None  # a lone "-", or "-0" (unsatisfiable)
+    return None  # a lone "-", "-0" (unsatisfiable), or not digits
 
 
 @dataclass(slots=True)
@@ -844,46 +850,6 @@ def whole_file_headers(
     give, without the file's facts and without decoding a header. ``private`` names
     (lower-case) are left out. None when the size or a validator is missing (then the
     file must be looked at)."""
-    found = _raw_fields(response_headers, handle_ranges, private)
-    if found is None:
-        return None
-    size, kept = found
-    if handle_ranges:
-        kept.append((b"accept-ranges", b"bytes"))  # §14.3
-    kept.append((b"content-length", b"%d" % size))
-    return kept
-
-
-def lone_range_headers(
-    response_headers: Iterable[tuple[bytes, bytes]],
-    range_value: bytes,
-    private: frozenset[bytes] = frozenset(),
-) -> tuple[list[tuple[bytes, bytes]], tuple[int, int, int]] | None:
-    """The 206's headers (as :func:`whole_file_headers`, from the app's size and both
-    validators) and ``(offset, count, size)`` for a GET or HEAD whose only request
-    field of :data:`REQUEST_FIELDS` is a Range of one satisfiable spec in its plain
-    form: what :func:`plan_response` answers. None for anything else."""
-    found = _raw_fields(response_headers, True, private)
-    if found is None:
-        return None
-    size, kept = found
-    span = _lone_span(range_value.decode("latin-1"), size)
-    if span is None:
-        return None
-    start, stop = span
-    kept += [
-        (b"accept-ranges", b"bytes"),  # §14.3
-        (b"content-range", b"bytes %d-%d/%d" % (start, stop - 1, size)),
-        (b"content-length", b"%d" % (stop - start)),
-    ]
-    return kept, (start, stop - start, size)
-
-
-def _raw_fields(
-    response_headers: Iterable[tuple[bytes, bytes]], handle_ranges: bool, private: frozenset[bytes]
-) -> tuple[int, list[tuple[bytes, bytes]]] | None:
-    # The app's size, and its headers less those the planner sets and the private
-    # ones; None unless the size and both validators are there.
     size: bytes | None = None
     validators = 0
     kept = []
@@ -900,7 +866,34 @@ def _raw_fields(
         kept.append(pair)
     if size is None or validators != 2 or not size.isdigit() or len(size) > _MAX_DIGITS:
         return None
-    return int(size), kept
+    if handle_ranges:
+        kept.append((b"accept-ranges", b"bytes"))  # §14.3
+    kept.append((b"content-length", b"%d" % int(size)))
+    return kept
+
+
+def lone_range_headers(
+    response_headers: Iterable[tuple[bytes, bytes]],
+    range_value: bytes,
+    private: frozenset[bytes] = frozenset(),
+) -> tuple[list[tuple[bytes, bytes]], tuple[int, int, int]] | None:
+    """The 206's headers (as :func:`whole_file_headers`, from the app's size and both
+    validators) and ``(offset, count, size)`` for a GET or HEAD whose only request
+    field of :data:`REQUEST_FIELDS` is a Range of one satisfiable spec in its plain
+    form: what :func:`plan_response` answers. None for anything else."""
+    kept = whole_file_headers(response_headers, True, private)
+    if kept is None:
+        return None
+    size = int(kept[-1][1])  # whole_file_headers ends with Accept-Ranges, Content-Length
+    span = _lone_span(range_value, size)
+    if span is None:
+        return None
+    start, stop = span
+    kept[-1:] = [
+        (b"content-range", b"bytes %d-%d/%d" % (start, stop - 1, size)),
+        (b"content-length", b"%d" % (stop - start)),
+    ]
+    return kept, (start, stop - start, size)
 
 
 def _app_bodiless(status: int, response_headers: Sequence[tuple[str, str]]) -> Plan:
