@@ -9,10 +9,11 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from stat import S_ISREG
 from typing import TYPE_CHECKING, Protocol
 
 from ._errors import FileShrankError
-from ._files import check_size, iter_segments, read_exactly, regular_stat
+from ._files import check_size, iter_segments, read_exactly
 from ._http import FileSlice, Plan
 from ._options import Delivery
 
@@ -245,9 +246,10 @@ def regular_fd(filelike: object) -> tuple[int, os.stat_result] | None:
         fd = fileno()
         if not isinstance(fd, int):
             return None
-        return fd, regular_stat(fd)
+        st = os.fstat(fd)
     except (OSError, ValueError):  # io.UnsupportedOperation is both
         return None
+    return (fd, st) if S_ISREG(st.st_mode) else None
 
 
 def deliver(
