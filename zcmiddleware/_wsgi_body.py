@@ -12,8 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from stat import S_ISREG
 from typing import TYPE_CHECKING, Protocol
 
-from ._errors import FileShrankError
-from ._files import check_size, iter_segments, read_exactly
+from ._files import check_size, iter_segments, read_exactly, shrank
 from ._http import FileSlice, Plan
 from ._options import Delivery
 
@@ -170,18 +169,17 @@ class _SlicedFile:
         closer, self._closer = self._closer, None
         if closer is None:
             return
-        error: FileShrankError | None = None
+        end = self._end
         try:
-            # gunicorn has sent (and restored the offset): nothing reads by it now.
-            check_size(self._fd, self._end, by_seek=True)
-        except FileShrankError as exc:
-            error = exc
+            # gunicorn has sent (and restored the offset): nothing reads by it now, so
+            # the size is asked by lseek(SEEK_END), cheaper than fstat's stat_result.
+            size = os.lseek(self._fd, 0, os.SEEK_END)
         except OSError:
-            pass  # the descriptor is unusable: there is nothing to check against
+            size = end  # the descriptor is unusable: there is nothing to check against
         finally:
             closer()
-        if error is not None:
-            raise error
+        if size < end:
+            raise shrank(size, end)
 
 
 @functools.cache  # one class per server's FileWrapper class: gunicorn has one
