@@ -225,9 +225,14 @@ class _AppSide:
             self.close_wrappers()
 
     def close_wrappers(self) -> None:
+        # Each one once (a closed one is skipped), all of them even if one's close raises.
         for wrapper in self.wrappers:
             if not wrapper.closed:
-                wrapper.close()
+                try:
+                    wrapper.close()
+                except BaseException:
+                    self.close_wrappers()
+                    raise
         # The app's environ holds our wrap_file, which holds us: without this cycle
         # the request's objects go when the app lets go of them, not at the next
         # garbage collection.
@@ -273,9 +278,12 @@ class _Exchange(_AppSide):
             fd = wrapper.fd
             if fd is not None:
                 path = _name(wrapper.filelike) if self.options.precompressed else None
+                # The app's iterable is that wrapper: closing the wrappers closes it
+                # first (what close() would do, with one call fewer per response).
                 return self.send_file(
-                    status, fd, wrapper.size, wrapper.mtime_ns, path, self.headers, self.close
-                )
+                    status, fd, wrapper.size, wrapper.mtime_ns, path, self.headers,
+                    self.close_wrappers,
+                )  # fmt: skip
         source = self.file_source(result)
         if source is None:
             self.commit(status, self.headers)
