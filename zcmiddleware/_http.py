@@ -717,6 +717,7 @@ def _whole_file_fields(size: int, mtime_ns: int) -> tuple[tuple[str, str], ...]:
 
 
 _DROPPED_WITH_RANGES = _ALWAYS_DROPPED | {"accept-ranges"}
+_ACCEPT_RANGES = ("accept-ranges", "bytes")  # §14.3
 _VALIDATOR_NAMES = frozenset({"etag", "last-modified"})
 # The names the frameworks send on a file response, as they spell them, with their
 # lower case: a look-up here costs less than lower-casing the name (a new string,
@@ -761,12 +762,15 @@ def unconditional_headers(
                 last_modified = False
         kept.append(pair)
     etag_field, last_modified_field, length_field = _whole_file_fields(size, mtime_ns)
+    if etag and last_modified and handle_ranges:  # the app set neither validator
+        kept += (etag_field, last_modified_field, _ACCEPT_RANGES, length_field)
+        return kept
     if etag:
         kept.append(etag_field)
     if last_modified:
         kept.append(last_modified_field)
     if handle_ranges:
-        kept.append(("accept-ranges", "bytes"))
+        kept.append(_ACCEPT_RANGES)
     kept.append(length_field)
     return kept
 

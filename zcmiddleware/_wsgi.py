@@ -117,6 +117,8 @@ class _AppSide:
     result: Iterable[bytes] = ()
     #: The Range fields hidden from the app: put back if its file is not one we send.
     hidden: Mapping[str, str] = MappingProxyType({})
+    #: The app's headers (a copy, replaced by each start_response, never changed).
+    headers: list[tuple[str, str]] = []
 
     def __init__(
         self,
@@ -141,7 +143,6 @@ class _AppSide:
             self.hidden = {key: app_environ.pop(key) for key in _RANGE_KEYS if key in app_environ}
         self.environ = app_environ
         self.wrappers: list[AppFileWrapper] = []
-        self.headers: list[tuple[str, str]] = []
 
     def wrap_file(self, filelike: _FileLike, blksize: int = 8192) -> Iterable[bytes]:
         found = regular_fd(filelike)
