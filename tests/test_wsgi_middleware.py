@@ -448,6 +448,18 @@ def test_second_start_response_without_exc_info_is_an_error() -> None:
         FakeServer().run(ZeroCopyWSGIMiddleware(app))
 
 
+def test_a_response_passed_on_keeps_the_apps_own_header_list() -> None:
+    headers = [("Content-Type", "text/plain"), ("X-App", "1")]
+
+    def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
+        start_response("200 OK", headers)
+        return [b"hello"]
+
+    server = FakeServer(HTTP_RANGE="bytes=0-1")
+    assert server.run(ZeroCopyWSGIMiddleware(app))[2] == b"hello"
+    assert server.calls[0][1] is headers
+
+
 def test_app_iterable_close_is_always_called(tmp_path: Path) -> None:
     closed: list[str] = []
 

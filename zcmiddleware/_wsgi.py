@@ -117,7 +117,7 @@ class _AppSide:
     result: Iterable[bytes] = ()
     #: The Range fields hidden from the app: put back if its file is not one we send.
     hidden: Mapping[str, str] = MappingProxyType({})
-    #: The app's headers (a copy, replaced by each start_response, never changed).
+    #: The app's headers, as it gave them to start_response (never changed here).
     headers: list[tuple[str, str]] = []
 
     def __init__(
@@ -178,9 +178,11 @@ class _AppSide:
             return self.server_start_response(status, headers, exc_info)
         if self.status is not None and not exc_info:
             raise AssertionError("start_response called a second time without exc_info")
-        # Not sent yet: an error handler may replace status and headers.
+        # Not sent yet: an error handler may replace status and headers. The app's own
+        # list, not a copy, as servers keep it (wsgiref, Werkzeug): a response passed
+        # on goes out with the very list the app gave; a file answer's is a new one.
         self.status = status
-        self.headers = list(headers)
+        self.headers = headers
         return self.write
 
     def status_or_fail(self) -> str:
