@@ -119,6 +119,8 @@ class _AppSide:
     hidden: Mapping[str, str] = MappingProxyType({})
     #: The app's headers, as it gave them to start_response (never changed here).
     headers: list[tuple[str, str]] = []
+    #: The files the app wrapped, in order (most apps: one; many pages: none).
+    wrappers: tuple[AppFileWrapper, ...] = ()
 
     def __init__(
         self,
@@ -142,7 +144,6 @@ class _AppSide:
         if asks and self.method in ("GET", "HEAD"):
             self.hidden = {key: app_environ.pop(key) for key in _RANGE_KEYS if key in app_environ}
         self.environ = app_environ
-        self.wrappers: list[AppFileWrapper] = []
 
     def wrap_file(self, filelike: _FileLike, blksize: int = 8192) -> Iterable[bytes]:
         found = regular_fd(filelike)
@@ -163,7 +164,7 @@ class _AppSide:
                 environ = self.environ
                 for key in _CONDITIONAL_KEYS:
                     environ.pop(key, None)
-        self.wrappers.append(wrapper)
+        self.wrappers += (wrapper,)
         return wrapper
 
     def start_response(
