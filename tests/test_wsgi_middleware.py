@@ -448,6 +448,18 @@ def test_second_start_response_without_exc_info_is_an_error() -> None:
         FakeServer().run(ZeroCopyWSGIMiddleware(app))
 
 
+def test_a_response_passed_on_keeps_the_apps_own_header_list() -> None:
+    headers = [("Content-Type", "text/plain"), ("X-App", "1")]
+
+    def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
+        start_response("200 OK", headers)
+        return [b"hello"]
+
+    server = FakeServer(HTTP_RANGE="bytes=0-1")
+    assert server.run(ZeroCopyWSGIMiddleware(app))[2] == b"hello"
+    assert server.calls[0][1] is headers
+
+
 def test_app_iterable_close_is_always_called(tmp_path: Path) -> None:
     closed: list[str] = []
 
@@ -485,6 +497,32 @@ def test_an_app_that_raises_does_not_leak_the_file(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         FakeServer().run(ZeroCopyWSGIMiddleware(app))
     assert CountingFile.closes == 1
+
+
+@pytest.mark.parametrize("server_wrapper", [None, GunicornFileWrapper], ids=["plain", "gunicorn"])
+def test_every_wrapped_file_is_closed_when_one_close_raises(
+    tmp_path: Path, server_wrapper: Any
+) -> None:
+    # The app returns the first of three wrapped files; the second's close raises.
+    class FailingFile(io.FileIO):
+        def close(self) -> None:
+            CountingFile.closes += 1
+            super().close()
+            raise OSError("close failed")
+
+    def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
+        start_response("200 OK", [])
+        first: Iterable[bytes] = environ["wsgi.file_wrapper"](CountingFile(path))
+        environ["wsgi.file_wrapper"](FailingFile(path))
+        environ["wsgi.file_wrapper"](CountingFile(path))
+        return first
+
+    path = tmp_path / "data.bin"
+    path.write_bytes(b"abc")
+    server = FakeServer(**({"wsgi.file_wrapper": server_wrapper} if server_wrapper else {}))
+    with pytest.raises(OSError, match="close failed"):
+        server.run(ZeroCopyWSGIMiddleware(app))
+    assert CountingFile.closes == 3
 
 
 # --------------------------------------------------------------- test clients

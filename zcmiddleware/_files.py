@@ -25,6 +25,7 @@ __all__ = [
     "read_exactly",
     "regular_stat",
     "resolve_in_roots",
+    "shrank",
 ]
 
 
@@ -111,21 +112,24 @@ def open_variant(path: str, coding: str, original: FileFacts) -> tuple[int, File
     return fd, facts
 
 
-def check_size(fd: int, end: int, *, by_seek: bool = False) -> None:
+def check_size(fd: int, end: int) -> None:
     """:class:`FileShrankError` unless the file still reaches byte ``end``.
 
     For bytes sent by ``sendfile(2)``, which stops quietly at the end of a file that
-    shrank: checked after the send, before the response is completed. ``by_seek``
-    asks the size by ``lseek(SEEK_END)`` (cheaper than ``fstat``, which builds a whole
-    ``stat_result``), which moves the descriptor's offset: only when nothing reads
-    from the descriptor by its offset any more.
+    shrank: checked after the send, before the response is completed.
     """
-    size = os.lseek(fd, 0, os.SEEK_END) if by_seek else os.fstat(fd).st_size
+    size = os.fstat(fd).st_size
     if size < end:
-        raise FileShrankError(
-            f"file is {size} bytes, the response announced bytes up to {end}: "
-            "it shrank while being sent"
-        )
+        raise shrank(size, end)
+
+
+def shrank(size: int, end: int) -> FileShrankError:
+    """The error for a file found ``size`` bytes long after the send of a response that
+    announced bytes up to ``end``."""
+    return FileShrankError(
+        f"file is {size} bytes, the response announced bytes up to {end}: "
+        "it shrank while being sent"
+    )
 
 
 def read_exactly(fd: int, offset: int, count: int) -> bytes:

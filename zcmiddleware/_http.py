@@ -796,7 +796,22 @@ def _whole_file_fields(size: int, mtime_ns: int) -> tuple[tuple[str, str], ...]:
 
 
 _DROPPED_WITH_RANGES = _ALWAYS_DROPPED | {"accept-ranges"}
+_ACCEPT_RANGES = ("accept-ranges", "bytes")  # §14.3
 _VALIDATOR_NAMES = frozenset({"etag", "last-modified"})
+# The names the frameworks send on a file response, as they spell them, with their
+# lower case: a look-up here costs less than lower-casing the name (a new string,
+# hashed afresh) on every response. Any other spelling is lower-cased.
+_LOWER_NAMES = {
+    spelling: name.lower()
+    for name in (
+        "Accept-Ranges", "Cache-Control", "Content-Disposition", "Content-Encoding",
+        "Content-Language", "Content-Length", "Content-Range", "Content-Security-Policy",
+        "Content-Type", "Cross-Origin-Opener-Policy", "Date", "ETag", "Expires",
+        "Last-Modified", "Referrer-Policy", "Set-Cookie", "Transfer-Encoding", "Vary",
+        "X-Content-Type-Options", "X-Frame-Options",
+    )
+    for spelling in (name, name.lower(), name.title())
+}  # fmt: skip
 
 
 def unconditional_headers(
@@ -814,8 +829,9 @@ def unconditional_headers(
     dropped = _DROPPED_WITH_RANGES if handle_ranges else _ALWAYS_DROPPED
     kept = []
     etag = last_modified = True
+    lower_names = _LOWER_NAMES
     for pair in response_headers:
-        lower = pair[0].lower()
+        lower = lower_names.get(pair[0]) or pair[0].lower()
         if lower in dropped:
             continue
         if lower in _VALIDATOR_NAMES:
@@ -825,12 +841,15 @@ def unconditional_headers(
                 last_modified = False
         kept.append(pair)
     etag_field, last_modified_field, length_field = _whole_file_fields(size, mtime_ns)
+    if etag and last_modified and handle_ranges:  # the app set neither validator
+        kept += (etag_field, last_modified_field, _ACCEPT_RANGES, length_field)
+        return kept
     if etag:
         kept.append(etag_field)
     if last_modified:
         kept.append(last_modified_field)
     if handle_ranges:
-        kept.append(("accept-ranges", "bytes"))
+        kept.append(_ACCEPT_RANGES)
     kept.append(length_field)
     return kept
 

@@ -117,6 +117,10 @@ class _AppSide:
     result: Iterable[bytes] = ()
     #: The Range fields hidden from the app: put back if its file is not one we send.
     hidden: Mapping[str, str] = MappingProxyType({})
+    #: The app's headers, as it gave them to start_response (never changed here).
+    headers: list[tuple[str, str]] = []
+    #: The files the app wrapped, in order (most apps: one; many pages: none).
+    wrappers: tuple[AppFileWrapper, ...] = ()
 
     def __init__(
         self,
@@ -140,8 +144,6 @@ class _AppSide:
         if asks and self.method in ("GET", "HEAD"):
             self.hidden = {key: app_environ.pop(key) for key in _RANGE_KEYS if key in app_environ}
         self.environ = app_environ
-        self.wrappers: list[AppFileWrapper] = []
-        self.headers: list[tuple[str, str]] = []
 
     def wrap_file(self, filelike: _FileLike, blksize: int = 8192) -> Iterable[bytes]:
         found = regular_fd(filelike)
@@ -162,7 +164,7 @@ class _AppSide:
                 environ = self.environ
                 for key in _CONDITIONAL_KEYS:
                     environ.pop(key, None)
-        self.wrappers.append(wrapper)
+        self.wrappers += (wrapper,)
         return wrapper
 
     def start_response(
@@ -177,9 +179,11 @@ class _AppSide:
             return self.server_start_response(status, headers, exc_info)
         if self.status is not None and not exc_info:
             raise AssertionError("start_response called a second time without exc_info")
-        # Not sent yet: an error handler may replace status and headers.
+        # Not sent yet: an error handler may replace status and headers. The app's own
+        # list, not a copy, as servers keep it (wsgiref, Werkzeug): a response passed
+        # on goes out with the very list the app gave; a file answer's is a new one.
         self.status = status
-        self.headers = list(headers)
+        self.headers = headers
         return self.write
 
     def status_or_fail(self) -> str:
@@ -225,9 +229,14 @@ class _AppSide:
             self.close_wrappers()
 
     def close_wrappers(self) -> None:
+        # Each one once (a closed one is skipped), all of them even if one's close raises.
         for wrapper in self.wrappers:
             if not wrapper.closed:
-                wrapper.close()
+                try:
+                    wrapper.close()
+                except BaseException:
+                    self.close_wrappers()
+                    raise
         # The app's environ holds our wrap_file, which holds us: without this cycle
         # the request's objects go when the app lets go of them, not at the next
         # garbage collection.
@@ -273,9 +282,12 @@ class _Exchange(_AppSide):
             fd = wrapper.fd
             if fd is not None:
                 path = _name(wrapper.filelike) if self.options.precompressed else None
+                # The app's iterable is that wrapper: closing the wrappers closes it
+                # first (what close() would do, with one call fewer per response).
                 return self.send_file(
-                    status, fd, wrapper.size, wrapper.mtime_ns, path, self.headers, self.close
-                )
+                    status, fd, wrapper.size, wrapper.mtime_ns, path, self.headers,
+                    self.close_wrappers,
+                )  # fmt: skip
         source = self.file_source(result)
         if source is None:
             self.commit(status, self.headers)

@@ -5,13 +5,14 @@ bounded iterator. See docs/wsgi.md for what each server does with them.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from stat import S_ISREG
 from typing import TYPE_CHECKING, Protocol
 
-from ._errors import FileShrankError
-from ._files import check_size, iter_segments, read_exactly, regular_stat
+from ._files import check_size, iter_segments, read_exactly, shrank
 from ._http import FileSlice, Plan
 from ._options import Delivery
 
@@ -99,7 +100,9 @@ class Body:
 
 
 class _SlicedFile:
-    """The file-like given to gunicorn's ``FileWrapper``: ``count`` bytes from ``offset``.
+    """``count`` bytes of a file from ``offset``, as gunicorn sends a body: its own
+    ``FileWrapper`` and the file-like inside it in one object (see
+    :func:`_gunicorn_body`).
 
     gunicorn sendfiles ``Content-Length`` bytes from the descriptor's current position
     (``fileno`` + ``lseek``); when it cannot (TLS, ``--no-sendfile``) it iterates the
@@ -119,6 +122,24 @@ class _SlicedFile:
         self._end = offset + count
         self._chunk_size = chunk_size
         self._closer: Callable[[], None] | None = closer
+
+    @property
+    def filelike(self) -> _SlicedFile:
+        # What gunicorn reads from its FileWrapper: the file-like is the slice itself.
+        return self
+
+    @property
+    def blksize(self) -> int:
+        return self._chunk_size
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        data = self.read(self._chunk_size)
+        if data:
+            return data
+        raise StopIteration
 
     def fileno(self) -> int:
         return self._fd
@@ -148,18 +169,27 @@ class _SlicedFile:
         closer, self._closer = self._closer, None
         if closer is None:
             return
-        error: FileShrankError | None = None
+        end = self._end
         try:
-            # gunicorn has sent (and restored the offset): nothing reads by it now.
-            check_size(self._fd, self._end, by_seek=True)
-        except FileShrankError as exc:
-            error = exc
+            # gunicorn has sent (and restored the offset): nothing reads by it now, so
+            # the size is asked by lseek(SEEK_END), cheaper than fstat's stat_result.
+            size = os.lseek(self._fd, 0, os.SEEK_END)
         except OSError:
-            pass  # the descriptor is unusable: there is nothing to check against
+            size = end  # the descriptor is unusable: there is nothing to check against
         finally:
             closer()
-        if error is not None:
-            raise error
+        if size < end:
+            raise shrank(size, end)
+
+
+@functools.cache  # one class per server's FileWrapper class: gunicorn has one
+def _gunicorn_body(server_wrapper: type) -> type[_SlicedFile]:
+    """The body for gunicorn: a :class:`_SlicedFile` that is an instance of gunicorn's
+    ``FileWrapper`` too, since gunicorn sendfiles only an instance of the class in its
+    environ (docs/wsgi.md, ``Response.sendfile``) -- one object per response instead of
+    a wrapper around a slice. gunicorn's ``__init__`` is not run: ``filelike`` and
+    ``blksize`` are the slice's own, ``close`` is the slice's."""
+    return type("GunicornFileSlice", (_SlicedFile, server_wrapper), {"__slots__": ()})
 
 
 # uwsgi.sendfile parses its position and length as C ints.
@@ -214,9 +244,10 @@ def regular_fd(filelike: object) -> tuple[int, os.stat_result] | None:
         fd = fileno()
         if not isinstance(fd, int):
             return None
-        return fd, regular_stat(fd)
+        st = os.fstat(fd)
     except (OSError, ValueError):  # io.UnsupportedOperation is both
         return None
+    return (fd, st) if S_ISREG(st.st_mode) else None
 
 
 def deliver(
@@ -252,9 +283,8 @@ def deliver_slice(
     # ``Response.sendfile``); other servers' wrappers are not known to.
     if isinstance(wrapper, type) and wrapper.__module__ == "gunicorn.http.wsgi":
         os.lseek(fd, offset, os.SEEK_SET)
-        filelike = _SlicedFile(fd, offset, count, chunk_size, closer)
-        response: _Response = wrapper(filelike, chunk_size)
-        return response, Delivery.FILE_WRAPPER
+        sliced = _gunicorn_body(wrapper)(fd, offset, count, chunk_size, closer)
+        return sliced, Delivery.FILE_WRAPPER
     uwsgi_sendfile = _uwsgi_sendfile(environ)
     if uwsgi_sendfile is not None and offset <= _C_INT_MAX >= count:
         body = _uwsgi_body(uwsgi_sendfile, fd, offset, count)
