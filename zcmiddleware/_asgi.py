@@ -372,8 +372,7 @@ class _Responder:
         status, body = 200, message
         if headers is None:
             lone = _lone_range(x, self.start, path)
-            if lone is None or not (x.paths.ranges_by_path or x.method == "HEAD"
-                                    or lone[1][1] <= x.options.chunk_size):  # fmt: skip
+            if lone is None:
                 await self._file_from_app(self.start, path)
                 return
             status, (headers, wanted) = 206, lone
@@ -611,12 +610,7 @@ def _lone_range(x: _Exchange, start: Message, path: Any) -> tuple[list[Any], Any
     paths = x.paths
     if not (paths.ranges_by_path or not paths.zerocopysend) or not x.handles:
         return None
-    options = x.options
-    if options.precompressed or options.accel_redirect or x.mw._compressor is not None:
-        return None
-    if x.method not in ("GET", "HEAD") or start.get("status", 200) != 200:
-        return None
-    if not isinstance(path, str):
+    if x.method not in ("GET", "HEAD") or not _from_app_headers(x, start, path):
         return None
     range_value = None
     for name, value in x.scope["headers"]:
@@ -626,7 +620,11 @@ def _lone_range(x: _Exchange, start: Message, path: Any) -> tuple[list[Any], Any
             range_value = value
     if range_value is None:
         return None
-    return lone_range_headers(start.get("headers", ()), range_value, x.mw.private_raw)
+    lone = lone_range_headers(start.get("headers", ()), range_value, x.mw.private_raw)
+    if lone is None or paths.ranges_by_path or x.method == "HEAD":
+        return lone
+    # Read in the hop that opens the file: one chunk at most (a longer range streams).
+    return lone if lone[1][1] <= x.options.chunk_size else None
 
 
 def _read_lone_range(
@@ -634,6 +632,10 @@ def _read_lone_range(
 ) -> bytes | tuple[int, FileAnswer]:
     # In a worker thread: the range's bytes, when the file still has the size the app
     # reported; else the file as it is now, planned from its descriptor.
+    # open_fd's open and regular-file check, inline: its three calls and FileFacts are
+    # ~5 k of a 4 KiB range's budget (benchmarks.instructions). A file that is not the
+    # one the app described (rare) is opened again by _open_and_answer, which refuses
+    # a non-regular one with open_fd's own error.
     offset, count, size = wanted
     fd = os.open(path, OPEN_FLAGS)
     try:
@@ -643,13 +645,22 @@ def _read_lone_range(
             return data if len(data) == count else read_exactly(fd, offset, count)
     finally:
         os.close(fd)
-    # Not the file the app described (or not a regular one): planned as it is now.
-    return _open_and_answer(x, start, path)
+    return _open_and_answer(x, start, path)  # planned from the file as it is now
 
 
 def _close_unless_bytes(result: bytes | tuple[int, FileAnswer]) -> None:
     if not isinstance(result, bytes):
         _close_all(result)
+
+
+def _from_app_headers(x: _Exchange, start: Message, path: Any) -> bool:
+    """Whether a file answer may be planned from the framework's headers at all: the
+    app's 200 for a path, and no option that needs the file itself (a precompressed
+    variant, nginx's offload, the app's compressor)."""
+    options = x.options
+    if options.precompressed or options.accel_redirect or x.mw._compressor is not None:
+        return False
+    return start.get("status", 200) == 200 and isinstance(path, str)
 
 
 def _whole_file_headers(x: _Exchange, start: Message, path: Any) -> list[Any] | None:
@@ -668,9 +679,7 @@ def _whole_file_headers(x: _Exchange, start: Message, path: Any) -> list[Any] | 
     # pathsend's file before it writes the start, and answers 500 itself if it cannot.
     if not paths.pathsend or (paths.zerocopysend and not paths.opens_first):
         return None
-    if x.options.precompressed or x.options.accel_redirect or x.mw._compressor is not None:
-        return None
-    if start.get("status", 200) != 200 or not isinstance(path, str):
+    if not _from_app_headers(x, start, path):
         return None
     if x.asks:
         return None
