@@ -512,18 +512,26 @@ def _unconditional_full(
     """The plan of most requests -- no Range, no conditional field: 200 with the whole
     file, the validators the app did not set, and its length. The plan the general
     path gives, without its header map and part list (a small file feels that cost)."""
+    headers = _missing_validators(facts, response_headers)
+    if ranges:
+        headers.append(("accept-ranges", "bytes"))  # §14.3
+    headers.append(("content-length", str(facts.size)))
+    segments = () if is_head or not facts.size else (FileSlice(0, facts.size),)
+    return Plan("full", 200, tuple(headers), _ALWAYS_DROPPED, segments, facts.size)
+
+
+def _missing_validators(
+    facts: FileFacts, response_headers: Sequence[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The file's ETag and Last-Modified, those of the two the app did not set."""
     names = {name.lower() for name, _ in response_headers}
-    etag, last_modified, length = _whole_file_fields(facts.size, facts.mtime_ns)
+    etag, last_modified, _ = _whole_file_fields(facts.size, facts.mtime_ns)
     headers = []
     if "etag" not in names:
         headers.append(etag)
     if "last-modified" not in names:
         headers.append(last_modified)
-    if ranges:
-        headers.append(("accept-ranges", "bytes"))  # §14.3
-    headers.append(length)
-    segments = () if is_head or not facts.size else (FileSlice(0, facts.size),)
-    return Plan("full", 200, tuple(headers), _ALWAYS_DROPPED, segments, facts.size)
+    return headers
 
 
 # The only planner field of most ranged requests (a player seeking, a download
@@ -546,13 +554,7 @@ def _one_range(
     if span is None:
         return None
     start, stop = span
-    names = {name.lower() for name, _ in response_headers}
-    etag, last_modified, _ = _whole_file_fields(size, facts.mtime_ns)
-    headers = []
-    if "etag" not in names:
-        headers.append(etag)
-    if "last-modified" not in names:
-        headers.append(last_modified)
+    headers = _missing_validators(facts, response_headers)
     count = stop - start
     headers += [
         ("accept-ranges", "bytes"),  # §14.3
