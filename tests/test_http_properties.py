@@ -217,6 +217,12 @@ def test_whole_file_headers_is_the_planners_answer(
     assert [(n.decode().lower(), v.decode()) for n, v in quick] == [
         (n.lower(), v) for n, v in plan.apply(kept)
     ]
+    # as_sent: the same answer, and the app's own list only when it already is it.
+    sent = whole_file_headers(raw, handle_ranges, private, as_sent=True)
+    assert sent is not None
+    assert sorted((n.lower(), v) for n, v in sent) == sorted((n.lower(), v) for n, v in quick)
+    if sent is raw:
+        assert len(sent) == len(quick)
 
 
 @given(
@@ -237,6 +243,31 @@ def test_unconditional_headers_is_the_planners_answer(
     assert plan.kind == "full"
     quick = unconditional_headers(size, mtime_ns, headers, handle_ranges)
     assert quick == plan.apply(headers)
+
+
+def test_whole_file_headers_as_sent_are_the_apps_own_when_they_are_the_answer() -> None:
+    starlette = [(b"content-type", b"text/plain"), (b"accept-ranges", b"bytes"),
+                 (b"content-length", b"5"), (b"last-modified", b"x"), (b"etag", b"1")]  # fmt: skip
+    assert whole_file_headers(starlette, True, as_sent=True) is starlette
+    assert whole_file_headers(tuple(starlette), True, as_sent=True) == tuple(starlette)
+    assert whole_file_headers(starlette, True) is not starlette  # a new list, Length last
+    not_yet = {
+        "no Accept-Ranges": starlette[:1] + starlette[2:],
+        "Accept-Ranges: none": [starlette[0], (b"accept-ranges", b"none"), *starlette[2:]],
+        "two Accept-Ranges": [*starlette, (b"accept-ranges", b"bytes")],
+        "two Content-Lengths": [*starlette, (b"content-length", b"5")],
+        "leading zeros": [*starlette[:2], (b"content-length", b"05"), *starlette[3:]],
+        "a private name": [*starlette, (b"x-private", b"1")],
+        "a dropped field": [*starlette, (b"transfer-encoding", b"chunked")],
+    }
+    for name, headers in not_yet.items():
+        answer = whole_file_headers(headers, True, frozenset({b"x-private"}), as_sent=True)
+        assert answer is not headers, name
+        assert answer == whole_file_headers(headers, True, frozenset({b"x-private"})), name
+    # Without handle_ranges the app's Accept-Ranges is its own to send, whatever it says.
+    for headers in (starlette, not_yet["Accept-Ranges: none"], not_yet["no Accept-Ranges"]):
+        assert whole_file_headers(headers, False, as_sent=True) is headers
+    assert whole_file_headers((h for h in starlette), True, as_sent=True) is not None
 
 
 def test_whole_file_headers_needs_the_size_and_both_validators() -> None:

@@ -1,7 +1,8 @@
 """ASGI adapter: put an app's file responses on the server's zero-copy path.
 
 The middleware sits between the server and the app. It offers the app
-``http.response.pathsend`` (in a copy of the scope), so a framework's file response
+``http.response.pathsend`` (in a copy of the scope, unless the server's offers it
+already and there is nothing to hide: :class:`_PlainGet`), so a framework's file response
 arrives as ``http.response.start`` + ``http.response.pathsend``. It then opens the file
 itself (once, off the event loop), asks :func:`._serve.answer_file` what to answer,
 and delivers the body by the best path the server offers (:mod:`._asgi_body`).
@@ -107,6 +108,7 @@ class ZeroCopyMiddleware(Configured[ASGIApp]):
 
     _compressor: object = None
     _looked_for_compressor = False
+    _plain_gets = False
     _warned_outer = False
     _outer_of: tuple[object, str] = (None, "")
 
@@ -126,7 +128,21 @@ class ZeroCopyMiddleware(Configured[ASGIApp]):
             return
         if not self._looked_for_compressor:
             self._compressor = _find_compressor(self.app)
+            self._plain_gets = _answers_plain_gets(self)
             self._looked_for_compressor = True
+        if self._plain_gets and scope["method"] == "GET":
+            extensions = scope.get("extensions")
+            if (
+                extensions is not None
+                and extensions.get(PATHSEND) == {}
+                and ZEROCOPYSEND not in extensions
+                and _NEEDS_THE_FILE.isdisjoint(map(_name_of, scope["headers"]))
+            ):
+                plain = _PlainGet(self, scope, receive, send)
+                await self.app(scope, receive, plain.send)
+                if plain.held is not None or plain.machine is not None:
+                    await plain.finish()
+                return
         exchange = _Exchange(self, scope, receive, send)
         responder = _Responder(exchange)
         if exchange.head_as_get:
@@ -147,6 +163,100 @@ class ZeroCopyMiddleware(Configured[ASGIApp]):
                 "every other add_middleware (or wrap the whole app with it).",
                 outer,
             )
+
+
+def _answers_plain_gets(mw: ZeroCopyMiddleware) -> bool:
+    """Whether no option changes a plain GET's file answer (:class:`_PlainGet`)."""
+    o = mw.options
+    return (
+        o.handle_ranges and not o.exclude_paths and o.sendfile_header is None
+        and o.debug_header is None and not o.precompressed and not o.accel_redirect
+        and mw._compressor is None
+    )  # fmt: skip
+
+
+class _PlainGet:
+    """The commonest request, answered without the state machine: a GET with no
+    field the planner reads, on a server that takes a whole file by path and offers
+    nothing else (granian, hypercorn), to an app whose options change nothing. The
+    app gets the server's own scope (nothing in it is to hide or to offer). A file
+    response whose headers carry its size and both validators goes out as the app
+    sent it plus Accept-Ranges (:func:`whole_file_headers`); any other response that
+    starts with a body passes through. Anything else -- a file response that needs
+    the file looked at, or messages out of order -- continues in :class:`_Responder`
+    from the same point."""
+
+    __slots__ = ("mw", "scope", "receive", "server_send", "path", "headers", "held", "machine",
+                 "through", "done")  # fmt: skip
+
+    def __init__(self, mw: ZeroCopyMiddleware, scope: Scope, receive: Receive, send: Send):
+        self.mw, self.scope, self.receive, self.server_send = mw, scope, receive, send
+        # The request as the server sent it, whatever the app does to its scope.
+        self.path, self.headers = scope["path"], scope["headers"]
+        self.held: Message | None = None
+        self.machine: _Responder | None = None
+        self.through = self.done = False
+
+    async def send(self, message: Message) -> None:
+        if self.through:  # not a file response: everything passes
+            await self.server_send(message)
+            return
+        if self.machine is not None:
+            await self.machine.send(message)
+            return
+        kind, start = message["type"], self.held
+        if start is None:
+            if kind == "http.response.start" and not self.done:
+                self.held = message  # held until the next message says: file or not
+            elif not (self.done and kind in _AFTER_THE_ANSWER):
+                await self.server_send(message)  # not ours, as _Responder._forward
+            return
+        if kind != PATHSEND:
+            # Not a file response: the start as the app sent it, then the rest.
+            self.held, self.through = None, True
+            await self.server_send(start)
+            await self.server_send(message)
+            return
+        path, headers = message["path"], None
+        if start.get("status", 200) == 200 and type(path) is str:
+            sent = start.get("headers", ())
+            headers = whole_file_headers(sent, True, as_sent=True)
+        if headers is None:  # the file must be looked at: the state machine, held
+            self.machine = self._responder()
+            await self.machine.send(message)
+            return
+        # The answer (inline: a coroutine less).
+        self.held, self.done = None, True
+        if headers is not sent:
+            start = {**start, "headers": headers}
+        if logger.isEnabledFor(logging.DEBUG):  # as _Delivery.run's, before the body
+            length = _content_length(headers)
+            logger.debug("GET %s -> 200 full, %s body bytes via pathsend", self.path, length)
+        try:
+            await self.server_send(start)
+            await self.server_send(message)
+        except OSError:  # as to_server's: the client is gone (ASGI 2.4)
+            logger.debug("client disconnected during GET %s", self.path)
+
+    def _responder(self) -> _Responder:
+        # The request as the server sent it (the app may have changed its scope).
+        scope = {**self.scope, "method": "GET", "path": self.path, "headers": self.headers}
+        machine = _Responder(_Exchange(self.mw, scope, self.receive, self.server_send))
+        machine.start, machine.state, self.held = self.held or {}, _State.HELD, None
+        return machine
+
+    async def finish(self) -> None:
+        """The app returned (as :meth:`_Responder.finish`)."""
+        if self.machine is not None:
+            if self.machine.state is not _State.DONE:
+                await self.machine.finish()
+        elif self.held is not None:  # a start still held goes out alone
+            start, self.held = self.held, None
+            await self.server_send(start)
+
+
+#: What an answered response's app may still send that is dropped (as in DONE).
+_AFTER_THE_ANSWER = frozenset({"http.response.body", PATHSEND})
 
 
 class _ServerPaths(NamedTuple):
@@ -736,6 +846,11 @@ async def _send_error(x: _Exchange, status: int) -> None:
         await x.to_server({"type": "http.response.body", "body": body})
     except ClientGone:
         pass
+
+
+def _content_length(headers: Any) -> str:
+    """The Content-Length of an answer's headers, for a log line."""
+    return next((v.decode() for n, v in headers if n.lower() == b"content-length"), "?")
 
 
 def _str_headers(start: Message, private: frozenset[str]) -> list[tuple[str, str]]:

@@ -856,40 +856,81 @@ def unconditional_headers(
     return kept
 
 
-_RAW_DROPPED = frozenset({b"content-length", b"content-range", b"transfer-encoding"})
-_RAW_VALIDATORS = frozenset({b"etag", b"last-modified"})
+# What whole_file_headers does with a response field, by name. The lower-case
+# spellings ASGI apps send are looked up as they come (a dict lookup, where lowering
+# each name first cost ~1 k per field); any other name is lowered first.
+_KEPT, _SIZE, _VALIDATOR, _DROPPED, _RANGES = range(5)
+_RAW_ROLES = {
+    b"content-length": _SIZE,
+    b"etag": _VALIDATOR,
+    b"last-modified": _VALIDATOR,
+    b"content-range": _DROPPED,
+    b"transfer-encoding": _DROPPED,
+    b"accept-ranges": _RANGES,
+    **dict.fromkeys(
+        (b"content-type", b"content-disposition", b"cache-control", b"content-encoding",
+         b"content-language", b"date", b"expires", b"vary", b"server"),
+        _KEPT,
+    ),
+}  # fmt: skip
 
 
 def whole_file_headers(
     response_headers: Iterable[tuple[bytes, bytes]],
     handle_ranges: bool,
     private: frozenset[bytes] = frozenset(),
+    *,
+    as_sent: bool = False,
 ) -> list[tuple[bytes, bytes]] | None:
     """The answer's headers for a 200 of the whole file to a request with none of
     :data:`REQUEST_FIELDS`, when the app's headers (as bytes, as ASGI has them)
     already carry its size and both validators: what :func:`plan_response` would
     give, without the file's facts and without decoding a header. ``private`` names
     (lower-case) are left out. None when the size or a validator is missing (then the
-    file must be looked at)."""
+    file must be looked at).
+
+    The answer ends with Content-Length -- unless ``as_sent``: then, when the app's
+    headers (a list or a tuple) already are that answer, they are returned themselves,
+    in their order, for the caller to send as they are (Starlette's FileResponse sends
+    its size, both validators and ``Accept-Ranges: bytes``). Its caller must not
+    change them: they are the app's."""
     size: bytes | None = None
-    validators = 0
+    validators = ranges = 0
+    final = as_sent
     kept = []
     for pair in response_headers:
-        lower = pair[0].lower()
-        if lower in _RAW_DROPPED:
-            if lower == b"content-length":
+        name = pair[0]
+        role = _RAW_ROLES.get(name)
+        if role is None:
+            name = name.lower()
+            role = _RAW_ROLES.get(name, _KEPT)
+        if role:
+            if role == _SIZE:
+                final = final and size is None  # one Content-Length, not two
                 size = pair[1]
+                continue
+            if role == _VALIDATOR:
+                validators += 1
+            elif role == _DROPPED:
+                final = False
+                continue
+            elif handle_ranges:  # Accept-Ranges: ours to say
+                ranges += 1
+                final = final and pair[1] == b"bytes"
+                continue
+        if private and name in private:
+            final = False
             continue
-        if (lower == b"accept-ranges" and handle_ranges) or lower in private:
-            continue
-        if lower in _RAW_VALIDATORS:
-            validators += 1
         kept.append(pair)
     if size is None or validators != 2 or not size.isdigit() or len(size) > _MAX_DIGITS:
         return None
+    canonical = size[0] != 0x30 or len(size) == 1  # no leading zeros
+    as_is = type(response_headers) is list or type(response_headers) is tuple
+    if final and canonical and ranges == handle_ranges and as_is:
+        return response_headers  # type: ignore[return-value]
     if handle_ranges:
         kept.append((b"accept-ranges", b"bytes"))  # §14.3
-    kept.append((b"content-length", b"%d" % int(size)))
+    kept.append((b"content-length", size if canonical else b"%d" % int(size)))
     return kept
 
 
