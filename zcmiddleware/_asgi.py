@@ -22,7 +22,6 @@ import functools
 import logging
 import operator
 import os
-import stat
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -136,13 +135,20 @@ class ZeroCopyMiddleware(Configured[ASGIApp]):
                 extensions is not None
                 and extensions.get(PATHSEND) == {}
                 and ZEROCOPYSEND not in extensions
-                and _NEEDS_THE_FILE.isdisjoint(map(_name_of, scope["headers"]))
             ):
-                plain = _PlainGet(self, scope, receive, send)
-                await self.app(scope, receive, plain.send)
-                if plain.held is not None or plain.machine is not None:
-                    await plain.finish()
-                return
+                headers, plain = scope["headers"], None
+                if _NEEDS_THE_FILE.isdisjoint(map(_name_of, headers)):
+                    plain = _PlainGet(self, scope, receive, send, None)
+                    await self.app(scope, receive, plain.send)
+                elif (field := _only_range(headers)) is not None:
+                    plain = _PlainGet(self, scope, receive, send, field[1])
+                    hidden = list(headers)
+                    hidden.remove(field)  # so that the app hands over the whole file
+                    await self.app({**scope, "headers": hidden}, receive, plain.send)
+                if plain is not None:
+                    if plain.held is not None or plain.machine is not None:
+                        await plain.finish()
+                    return
         exchange = _Exchange(self, scope, receive, send)
         responder = _Responder(exchange)
         if exchange.head_as_get:
@@ -176,21 +182,29 @@ def _answers_plain_gets(mw: ZeroCopyMiddleware) -> bool:
 
 
 class _PlainGet:
-    """The commonest request, answered without the state machine: a GET with no
-    field the planner reads, on a server that takes a whole file by path and offers
-    nothing else (granian, hypercorn), to an app whose options change nothing. The
-    app gets the server's own scope (nothing in it is to hide or to offer). A file
-    response whose headers carry its size and both validators goes out as the app
-    sent it plus Accept-Ranges (:func:`whole_file_headers`); any other response that
-    starts with a body passes through. Anything else -- a file response that needs
-    the file looked at, or messages out of order -- continues in :class:`_Responder`
-    from the same point."""
+    """The commonest requests, answered without the state machine: a GET with no
+    field the planner reads, or with a lone Range, on a server that takes a whole file
+    by path and offers nothing else (granian, hypercorn), to an app whose options
+    change nothing.
+
+    Without a Range the app gets the server's own scope (nothing in it is to hide or
+    to offer), and a file response whose headers carry its size and both validators
+    goes out as the app sent it, plus Accept-Ranges if it lacks it
+    (:func:`whole_file_headers`). A lone Range is hidden from the app (in a copy of
+    the scope) and answered as :meth:`_Responder._app_file` answers it on such a
+    server: planned from the app's headers, its bytes read in the hop that opens the
+    file. A response that starts with a body passes through. Anything else -- a file
+    response that needs the file looked at, or messages out of order -- continues in
+    :class:`_Responder` from the same point, for the request as the server sent it."""
 
     __slots__ = ("mw", "scope", "receive", "server_send", "path", "headers", "held", "machine",
-                 "through", "done")  # fmt: skip
+                 "through", "done", "range")  # fmt: skip
 
-    def __init__(self, mw: ZeroCopyMiddleware, scope: Scope, receive: Receive, send: Send):
+    def __init__(
+        self, mw: ZeroCopyMiddleware, scope: Scope, receive: Receive, send: Send, wanted: Any
+    ) -> None:
         self.mw, self.scope, self.receive, self.server_send = mw, scope, receive, send
+        self.range: bytes | None = wanted  # the request's lone Range, hidden from the app
         # The request as the server sent it, whatever the app does to its scope.
         self.path, self.headers = scope["path"], scope["headers"]
         self.held: Message | None = None
@@ -217,32 +231,64 @@ class _PlainGet:
             await self.server_send(start)
             await self.server_send(message)
             return
-        path, headers = message["path"], None
+        path, answer = message["path"], None
         if start.get("status", 200) == 200 and type(path) is str:
             sent = start.get("headers", ())
-            headers = whole_file_headers(sent, True, as_sent=True)
-        if headers is None:  # the file must be looked at: the state machine, held
-            self.machine = self._responder()
+            if self.range is None:
+                headers = whole_file_headers(sent, True, as_sent=True)
+                if headers is not None:
+                    answer = start if headers is sent else {**start, "headers": headers}
+            else:
+                ranged = await self._lone_range(start, sent, path, message)
+                if ranged is None:
+                    return  # the state machine answered
+                answer, message = ranged
+        if answer is None:  # the file must be looked at
+            self.machine = self._responder()  # the state machine, at its held start
             await self.machine.send(message)
             return
-        # The answer (inline: a coroutine less).
+        start = answer
+        # The answer (inline: a coroutine less on the commonest file answer).
         self.held, self.done = None, True
-        if headers is not sent:
-            start = {**start, "headers": headers}
         if logger.isEnabledFor(logging.DEBUG):  # as _Delivery.run's, before the body
-            length = _content_length(headers)
-            logger.debug("GET %s -> 200 full, %s body bytes via pathsend", self.path, length)
+            what = "200 full" if start["status"] == 200 else "206 partial"
+            how = "pathsend" if message["type"] == PATHSEND else "fallback"
+            length = _content_length(start["headers"])
+            logger.debug("GET %s -> %s, %s body bytes via %s", self.path, what, length, how)
         try:
             await self.server_send(start)
             await self.server_send(message)
         except OSError:  # as to_server's: the client is gone (ASGI 2.4)
             logger.debug("client disconnected during GET %s", self.path)
 
-    def _responder(self) -> _Responder:
+    async def _lone_range(
+        self, start: Message, sent: Any, path: str, message: Message
+    ) -> tuple[Message, Message] | None:
+        # As _Responder._app_file's lone range on a server without zerocopysend: the
+        # range's bytes read in the hop that opens the file, at most one chunk of them.
+        # The start and the body to send, or None once the state machine has answered.
+        lone = lone_range_headers(sent, self.range)  # type: ignore[arg-type]
+        if lone is None or lone[1][1] > self.mw.options.chunk_size:
+            self.machine = self._responder()  # planned from the descriptor
+            await self.machine.send(message)
+            return None
+        headers, wanted = lone
+        self.held, self.done = None, True
+        data = await off_loop(_read_lone_range, path, wanted)
+        if data is None:  # the file changed: planned from it as it is now
+            machine = self.machine = self._responder(start)
+            machine.state = _State.DONE
+            await machine._file_from_app(start, path)
+            return None
+        return {**start, "status": 206, "headers": headers}, {
+            "type": "http.response.body", "body": data}  # fmt: skip
+
+    def _responder(self, start: Message | None = None) -> _Responder:
         # The request as the server sent it (the app may have changed its scope).
         scope = {**self.scope, "method": "GET", "path": self.path, "headers": self.headers}
         machine = _Responder(_Exchange(self.mw, scope, self.receive, self.server_send))
-        machine.start, machine.state, self.held = self.held or {}, _State.HELD, None
+        machine.start = start or self.held or {}
+        machine.state, self.held = _State.HELD, None
         return machine
 
     async def finish(self) -> None:
@@ -489,11 +535,9 @@ class _Responder:
             if x.paths.ranges_by_path:
                 body = {"type": PATHSEND, "path": path, PATHSEND_RANGE: wanted}
             elif x.method != "HEAD":
-                read = await off_loop(
-                    _read_lone_range, x, self.start, path, wanted, orphan=_close_unless_bytes
-                )
-                if not isinstance(read, bytes):
-                    await self._deliver(*read)  # the file changed: as it is now
+                read = await off_loop(_read_lone_range, path, wanted)
+                if read is None:  # the file changed: planned from it as it is now
+                    await self._file_from_app(self.start, path)
                     return
                 body = {"type": "http.response.body", "body": read}
         # Planned from the framework's own headers: no second stat, and no thread hop
@@ -722,45 +766,52 @@ def _lone_range(x: _Exchange, start: Message, path: Any) -> tuple[list[Any], Any
         return None
     if x.method not in ("GET", "HEAD") or not _from_app_headers(x, start, path):
         return None
-    range_value = None
-    for name, value in x.scope["headers"]:
-        if name in _NEEDS_THE_FILE:
-            if name != b"range" or range_value is not None:
-                return None  # another planner field (or a second Range)
-            range_value = value
-    if range_value is None:
+    field = _only_range(x.scope["headers"])
+    if field is None:
         return None
-    lone = lone_range_headers(start.get("headers", ()), range_value, x.mw.private_raw)
+    lone = lone_range_headers(start.get("headers", ()), field[1], x.mw.private_raw)
     if lone is None or paths.ranges_by_path or x.method == "HEAD":
         return lone
     # Read in the hop that opens the file: one chunk at most (a longer range streams).
     return lone if lone[1][1] <= x.options.chunk_size else None
 
 
-def _read_lone_range(
-    x: _Exchange, start: Message, path: str, wanted: tuple[int, int, int]
-) -> bytes | tuple[int, FileAnswer]:
-    # In a worker thread: the range's bytes, when the file still has the size the app
-    # reported; else the file as it is now, planned from its descriptor.
-    # open_fd's open and regular-file check, inline: its three calls and FileFacts are
-    # ~5 k of a 4 KiB range's budget (benchmarks.instructions). A file that is not the
-    # one the app described (rare) is opened again by _open_and_answer, which refuses
-    # a non-regular one with open_fd's own error.
+def _only_range(headers: Any) -> Any:
+    """The request's Range field (its name and value, as the server sent them) when it
+    is its only planner field (one Range, nothing else of :data:`REQUEST_FIELDS`),
+    else None."""
+    found = None
+    for field in headers:
+        if field[0] in _NEEDS_THE_FILE:
+            if field[0] != b"range" or found is not None:
+                return None  # another planner field (or a second Range)
+            found = field
+    return found
+
+
+def _read_lone_range(path: str, wanted: tuple[int, int, int]) -> bytes | None:
+    """In a worker thread: the range's bytes, when the file still has the size the app
+    reported; else None, and the caller plans from the file as it is now (open_fd,
+    which refuses what is not a regular file with its own error).
+
+    The size is the descriptor's end (``lseek``), not ``fstat``'s: its stat_result
+    costs ~6 k of a 4 KiB range's budget (benchmarks.instructions). What is not a
+    regular file has no end (a FIFO or a socket: ESPIPE) or not the app's size (a
+    character device, 0); the regular-file check is otherwise the framework's, as it
+    is for the whole file the server opens by path."""
     offset, count, size = wanted
     fd = os.open(path, OPEN_FLAGS)
     try:
-        st = os.fstat(fd)
-        if stat.S_ISREG(st.st_mode) and st.st_size == size:
+        try:
+            end = os.lseek(fd, 0, os.SEEK_END)
+        except OSError:  # no end to seek to
+            return None
+        if end == size:
             data = os.pread(fd, count, offset)
             return data if len(data) == count else read_exactly(fd, offset, count)
     finally:
         os.close(fd)
-    return _open_and_answer(x, start, path)  # planned from the file as it is now
-
-
-def _close_unless_bytes(result: bytes | tuple[int, FileAnswer]) -> None:
-    if not isinstance(result, bytes):
-        _close_all(result)
+    return None
 
 
 def _from_app_headers(x: _Exchange, start: Message, path: Any) -> bool:
