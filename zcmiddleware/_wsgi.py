@@ -256,45 +256,44 @@ class _Exchange(_AppSide):
             self.close_wrappers()
             raise
         self.result = result
+        # What to answer, in the same call (one call fewer per response): a file of
+        # the app's sent our way, or its response passed on.
         try:
-            return self.respond(result)
+            status = self.status
+            if self.server_write is not None:
+                # The app used write(): its response is already under way.
+                return self.passed_on(result)
+            if status is None:
+                # PEP 3333 allows start_response on the first iteration (generators).
+                # Such a body is never a file object, but it can still carry X-Sendfile.
+                return self.respond_lazy(result)
+            if self.options.sendfile_header is not None:
+                path = self.sendfile_path()
+                if path is not None:
+                    return self.respond_sendfile_header(path)
+            wrappers = self.wrappers
+            if wrappers and result is wrappers[0]:
+                # As Flask and Django hand it back: the app's first wrapper.
+                wrapper = wrappers[0]
+                fd = wrapper.fd
+                if fd is not None:
+                    path = _name(wrapper.filelike) if self.options.precompressed else None
+                    # The app's iterable is that wrapper: closing the wrappers closes it
+                    # first (what close() would do, with one call fewer per response).
+                    return self.send_file(
+                        status, fd, wrapper.size, wrapper.mtime_ns, path, self.headers,
+                        self.close_wrappers,
+                    )  # fmt: skip
+            source = self.file_source(result)
+            if source is None:
+                self.commit(status, self.headers)
+                return self.passed_on(result)
+            fd, size, mtime_ns, filelike = source
+            path = _name(filelike) if self.options.precompressed else None
+            return self.send_file(status, fd, size, mtime_ns, path, self.headers, self.close)
         except BaseException:
             self.close()
             raise
-
-    def respond(self, result: Iterable[bytes]) -> Iterable[bytes]:
-        status = self.status
-        if self.server_write is not None:
-            # The app used write(): its response is already under way.
-            return self.passed_on(result)
-        if status is None:
-            # PEP 3333 allows start_response on the first iteration (generators).
-            # Such a body is never a file object, but it can still carry X-Sendfile.
-            return self.respond_lazy(result)
-        if self.options.sendfile_header is not None:
-            path = self.sendfile_path()
-            if path is not None:
-                return self.respond_sendfile_header(path)
-        wrappers = self.wrappers
-        if wrappers and result is wrappers[0]:
-            # As Flask and Django hand it back: the app's first wrapper.
-            wrapper = wrappers[0]
-            fd = wrapper.fd
-            if fd is not None:
-                path = _name(wrapper.filelike) if self.options.precompressed else None
-                # The app's iterable is that wrapper: closing the wrappers closes it
-                # first (what close() would do, with one call fewer per response).
-                return self.send_file(
-                    status, fd, wrapper.size, wrapper.mtime_ns, path, self.headers,
-                    self.close_wrappers,
-                )  # fmt: skip
-        source = self.file_source(result)
-        if source is None:
-            self.commit(status, self.headers)
-            return self.passed_on(result)
-        fd, size, mtime_ns, filelike = source
-        path = _name(filelike) if self.options.precompressed else None
-        return self.send_file(status, fd, size, mtime_ns, path, self.headers, self.close)
 
     def respond_lazy(self, result: Iterable[bytes]) -> Iterable[bytes]:
         iterator = iter(result)
