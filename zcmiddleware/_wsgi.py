@@ -26,6 +26,7 @@ import http
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from stat import S_ISREG
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -146,8 +147,18 @@ class _AppSide:
         self.environ = app_environ
 
     def wrap_file(self, filelike: _FileLike, blksize: int = 8192) -> Iterable[bytes]:
-        found = regular_fd(filelike)
-        if found is None:
+        # What regular_fd tells, without the call: the descriptor and fstat of a
+        # regular file, else st stays None.
+        st = None
+        fileno = getattr(filelike, "fileno", None)
+        if fileno is not None:
+            try:
+                fd = fileno()
+                if isinstance(fd, int):
+                    st = os.fstat(fd)
+            except (OSError, ValueError):  # io.UnsupportedOperation is both
+                pass
+        if st is None or not S_ISREG(st.st_mode):
             # Not a file we can send (a BytesIO, a pipe, /dev/zero): the app keeps the
             # response, with its Range back and the server's own wrapper, exactly as
             # without us (gunicorn's stops at Content-Length; iterating to the end of
@@ -158,7 +169,6 @@ class _AppSide:
                 return server_wrapper(filelike, blksize)  # type: ignore[no-any-return]
             wrapper = AppFileWrapper(filelike, blksize)
         else:
-            fd, st = found
             wrapper = AppFileWrapper(filelike, blksize, fd, st.st_size, st.st_mtime_ns)
             if self.asks:
                 environ = self.environ
