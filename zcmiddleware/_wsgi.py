@@ -34,7 +34,16 @@ from ._files import open_in_roots
 from ._http import CONDITIONAL_FIELDS, RANGE_FIELDS, REQUEST_FIELDS, FileFacts, sends_no_file
 from ._options import Configured, Delivery, error_answer
 from ._serve import answer_file, bodiless_headers, request_fields, whole_file_answer
-from ._wsgi_body import AppFileWrapper, Body, deliver, deliver_slice, file_in, regular_fd
+from ._wsgi_body import (
+    GUNICORN_WSGI,
+    AppFileWrapper,
+    Body,
+    deliver,
+    deliver_slice,
+    file_in,
+    gunicorn_body,
+    regular_fd,
+)
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -385,6 +394,7 @@ class _Exchange(_AppSide):
         try:
             code = _status_code(app_status)
             headers = None
+            body: _Response
             if not self.asks:
                 # Most requests: no Range, no conditional field.
                 headers = whole_file_answer(
@@ -392,9 +402,21 @@ class _Exchange(_AppSide):
                 )
             if headers is not None:
                 status, count = code, 0 if self.method == "HEAD" else size
-                body, how = deliver_slice(
-                    fd, 0, count, closer, self.server_environ, options.chunk_size
-                )
+                server_wrapper = self.server_environ.get("wsgi.file_wrapper")
+                if (
+                    count
+                    and isinstance(server_wrapper, type)
+                    and server_wrapper.__module__ == GUNICORN_WSGI
+                ):
+                    # deliver_slice's first case, without the call (most responses):
+                    # gunicorn's own body, sent from the descriptor's position.
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    how = Delivery.FILE_WRAPPER
+                    body = gunicorn_body(server_wrapper)(fd, 0, count, options.chunk_size, closer)
+                else:
+                    body, how = deliver_slice(
+                        fd, 0, count, closer, self.server_environ, options.chunk_size
+                    )
             else:
                 status, headers, body, how = self.planned(
                     code, fd, FileFacts(size, mtime_ns), path, app_headers, closer

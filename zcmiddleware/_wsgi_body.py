@@ -19,7 +19,20 @@ from ._options import Delivery
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
-__all__ = ["AppFileWrapper", "Body", "deliver", "deliver_slice", "file_in", "regular_fd"]
+__all__ = [
+    "GUNICORN_WSGI",
+    "AppFileWrapper",
+    "Body",
+    "deliver",
+    "deliver_slice",
+    "file_in",
+    "gunicorn_body",
+    "regular_fd",
+]
+
+#: The module of gunicorn's ``FileWrapper``: checked by name, not by import (gunicorn
+#: need not be installed).
+GUNICORN_WSGI = "gunicorn.http.wsgi"
 
 
 class _FileLike(Protocol):
@@ -102,7 +115,7 @@ class Body:
 class _SlicedFile:
     """``count`` bytes of a file from ``offset``, as gunicorn sends a body: its own
     ``FileWrapper`` and the file-like inside it in one object (see
-    :func:`_gunicorn_body`).
+    :func:`gunicorn_body`).
 
     gunicorn sendfiles ``Content-Length`` bytes from the descriptor's current position
     (``fileno`` + ``lseek``); when it cannot (TLS, ``--no-sendfile``) it iterates the
@@ -183,7 +196,7 @@ class _SlicedFile:
 
 
 @functools.cache  # one class per server's FileWrapper class: gunicorn has one
-def _gunicorn_body(server_wrapper: type) -> type[_SlicedFile]:
+def gunicorn_body(server_wrapper: type) -> type[_SlicedFile]:
     """The body for gunicorn: a :class:`_SlicedFile` that is an instance of gunicorn's
     ``FileWrapper`` too, since gunicorn sendfiles only an instance of the class in its
     environ (docs/wsgi.md, ``Response.sendfile``) -- one object per response instead of
@@ -226,7 +239,7 @@ def file_in(iterable: object, server_wrapper: object) -> object | None:
     if cls.__name__ == "FileWrapper":
         if cls.__module__ == "werkzeug.wsgi":
             return getattr(iterable, "file", None)
-        if cls.__module__ in ("wsgiref.util", "gunicorn.http.wsgi"):
+        if cls.__module__ in ("wsgiref.util", GUNICORN_WSGI):
             return getattr(iterable, "filelike", None)
     if isinstance(server_wrapper, type) and isinstance(iterable, server_wrapper):
         # PEP 3333's sample and gunicorn say ``filelike``; waitress says ``file``.
@@ -281,9 +294,9 @@ def deliver_slice(
     # not be installed): gunicorn sendfiles Content-Length (= count) bytes from the
     # current position, and only for an instance of its own class (docs/wsgi.md,
     # ``Response.sendfile``); other servers' wrappers are not known to.
-    if isinstance(wrapper, type) and wrapper.__module__ == "gunicorn.http.wsgi":
+    if isinstance(wrapper, type) and wrapper.__module__ == GUNICORN_WSGI:
         os.lseek(fd, offset, os.SEEK_SET)
-        sliced = _gunicorn_body(wrapper)(fd, offset, count, chunk_size, closer)
+        sliced = gunicorn_body(wrapper)(fd, offset, count, chunk_size, closer)
         return sliced, Delivery.FILE_WRAPPER
     uwsgi_sendfile = _uwsgi_sendfile(environ)
     if uwsgi_sendfile is not None and offset <= _C_INT_MAX >= count:
