@@ -392,7 +392,9 @@ class _Exchange(_AppSide):
     ) -> Iterable[bytes]:
         options = self.options
         try:
-            code = _status_code(app_status)
+            # Django and Flask build their status line anew per response: their usual
+            # one is compared, not hashed afresh for the cache.
+            code = 200 if app_status == "200 OK" else _status_code(app_status)
             headers = None
             body: _Response
             if not self.asks:
