@@ -74,6 +74,12 @@ _READ_KEYS = tuple(
 )
 
 
+# On Python 3.11 ``Delivery.FILE_WRAPPER`` goes through EnumType's attribute hook
+# (its ``__getattr__``), which the interpreter cannot specialise: hundreds of
+# instructions on every response, where a global costs a few.
+_FILE_WRAPPER = Delivery.FILE_WRAPPER
+
+
 def _status_line(code: int) -> str:
     try:
         return f"{code} {http.HTTPStatus(code).phrase}"
@@ -413,7 +419,7 @@ class _Exchange(_AppSide):
                     # deliver_slice's first case, without the call (most responses):
                     # gunicorn's own body, sent from the descriptor's position.
                     os.lseek(fd, 0, os.SEEK_SET)
-                    how = Delivery.FILE_WRAPPER
+                    how = _FILE_WRAPPER
                     body = gunicorn_body(server_wrapper)(fd, 0, count, options.chunk_size, closer)
                 else:
                     body, how = deliver_slice(
