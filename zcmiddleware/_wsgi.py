@@ -126,9 +126,11 @@ class _AppSide:
     and a ``start_response`` that holds the status and headers until we know whether
     the body is a file."""
 
-    # Until the app calls start_response / its response is committed / closed.
-    status: str | None = None
-    server_write: Callable[[bytes], object] | None = None
+    # Until the app calls start_response / its response is committed / closed. The
+    # three read on every response are set in __init__: Python 3.11 does not specialise
+    # reading a class's default through an instance (about 250 instructions a read).
+    status: str | None
+    server_write: Callable[[bytes], object] | None
     app_closed = False
     result: Iterable[bytes] = ()
     #: The Range fields hidden from the app: put back if its file is not one we send.
@@ -136,7 +138,7 @@ class _AppSide:
     #: The app's headers, as it gave them to start_response (never changed here).
     headers: list[tuple[str, str]] = []
     #: The files the app wrapped, in order (most apps: one; many pages: none).
-    wrappers: tuple[AppFileWrapper, ...] = ()
+    wrappers: tuple[AppFileWrapper, ...]
 
     def __init__(
         self,
@@ -150,6 +152,8 @@ class _AppSide:
         self.server_environ = environ
         self.server_start_response = start_response
         self.handles = handles
+        self.status = self.server_write = None
+        self.wrappers = ()
         self.method: str = environ.get("REQUEST_METHOD", "GET")
         #: The request has a field the planner answers (Range, a precondition).
         self.asks = asks = handles and not environ.keys().isdisjoint(_PLANNER_KEYS)
