@@ -21,7 +21,7 @@ from gunicorn.http.wsgi import FileWrapper as GunicornFileWrapper
 
 from zcmiddleware import ZeroCopyWSGIMiddleware
 from zcmiddleware._errors import FileShrankError
-from zcmiddleware._http import FileFacts, FileSlice
+from zcmiddleware._http import REQUEST_FIELDS, FileFacts, FileSlice
 from zcmiddleware._options import Options
 from zcmiddleware._serve import answer_file, whole_file_answer
 from zcmiddleware._wsgi_body import _SlicedFile
@@ -242,6 +242,24 @@ def test_app_gets_a_copy_without_range_and_server_environ_is_untouched(
     # files keep their own conditional GET), then the planner owns them.
     assert before["HTTP_IF_NONE_MATCH"] == '"b"' and "HTTP_IF_NONE_MATCH" not in after
     assert before["wsgi.file_wrapper"] is not GunicornFileWrapper
+
+
+@pytest.mark.parametrize("field", REQUEST_FIELDS)
+def test_each_planner_field_alone_makes_the_answer_the_planners(tmp_path: Path, field: str) -> None:
+    # The middleware spells the environ keys of REQUEST_FIELDS out: each one alone
+    # must count (the app then sees none of it once its regular file is wrapped).
+    key = "HTTP_" + field.upper().replace("-", "_")
+    seen: list[Environ] = []
+
+    def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
+        wrapper: Iterable[bytes] = environ["wsgi.file_wrapper"](CountingFile(tmp_path / "data.bin"))
+        seen.append(dict(environ))
+        start_response("200 OK", [])
+        return wrapper
+
+    (tmp_path / "data.bin").write_bytes(b"x" * 10)
+    FakeServer(**{key: "x"}).run(ZeroCopyWSGIMiddleware(app))
+    assert key not in seen[0]
 
 
 def test_bytesio_stays_the_apps_and_gets_its_range_back() -> None:
