@@ -35,13 +35,12 @@ from ._http import CONDITIONAL_FIELDS, RANGE_FIELDS, FileFacts, sends_no_file
 from ._options import Configured, Delivery, error_answer
 from ._serve import answer_file, bodiless_headers, request_fields, whole_file_answer
 from ._wsgi_body import (
-    GUNICORN_WSGI,
+    GUNICORN_BODIES,
     AppFileWrapper,
     Body,
     deliver,
     deliver_slice,
     file_in,
-    gunicorn_body,
     regular_fd,
 )
 
@@ -422,16 +421,17 @@ class _Exchange(_AppSide):
             if headers is not None:
                 status, count = code, 0 if self.method == "HEAD" else size
                 server_wrapper = self.server_environ.get("wsgi.file_wrapper")
-                if (
-                    count
-                    and isinstance(server_wrapper, type)
-                    and server_wrapper.__module__ == GUNICORN_WSGI
-                ):
-                    # deliver_slice's first case, without the call (most responses):
-                    # gunicorn's own body, sent from the descriptor's position.
+                # deliver_slice's first case, without the call (most responses): the
+                # body of a gunicorn met before, sent from the descriptor's position.
+                body_type = (
+                    GUNICORN_BODIES.get(server_wrapper)
+                    if count and isinstance(server_wrapper, type)
+                    else None
+                )
+                if body_type is not None:
                     os.lseek(fd, 0, os.SEEK_SET)
                     how = _FILE_WRAPPER
-                    body = gunicorn_body(server_wrapper)(fd, 0, count, options.chunk_size, closer)
+                    body = body_type(fd, 0, count, options.chunk_size, closer)
                 else:
                     body, how = deliver_slice(
                         fd, 0, count, closer, self.server_environ, options.chunk_size
