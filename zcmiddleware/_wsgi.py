@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from ._files import open_in_roots
 from ._http import CONDITIONAL_FIELDS, RANGE_FIELDS, FileFacts, sends_no_file
-from ._options import Configured, Delivery, error_answer
+from ._options import Configured, Delivery, Options, error_answer
 from ._serve import answer_file, bodiless_headers, request_fields, whole_file_answer
 from ._wsgi_body import (
     GUNICORN_BODIES,
@@ -120,7 +120,7 @@ class ZeroCopyWSGIMiddleware(Configured["WSGIApplication"]):
             handles = self.options.handles(
                 environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
             )
-        return _Exchange(self, environ, start_response, handles).run()
+        return _Exchange().run(self, environ, start_response, handles)
 
 
 class _AppSide:
@@ -129,8 +129,9 @@ class _AppSide:
     the body is a file."""
 
     # Until the app calls start_response / its response is committed / closed. The
-    # three read on every response are set in __init__: Python 3.11 does not specialise
-    # reading a class's default through an instance (about 250 instructions a read).
+    # three read on every response are set by _Exchange.run: Python 3.11 does not
+    # specialise reading a class's default through an instance (about 250
+    # instructions a read).
     status: str | None
     server_write: Callable[[bytes], object] | None
     app_closed = False
@@ -142,40 +143,18 @@ class _AppSide:
     #: The files the app wrapped, in order (most apps: one; many pages: none).
     wrappers: tuple[AppFileWrapper, ...]
 
-    def __init__(
-        self,
-        middleware: ZeroCopyWSGIMiddleware,
-        environ: WSGIEnvironment,
-        start_response: StartResponse,
-        handles: bool,
-    ) -> None:
-        self.options = middleware.options
-        self.app = middleware.app
-        self.server_environ = environ
-        self.server_start_response = start_response
-        self.handles = handles
-        self.status = self.server_write = None
-        self.wrappers = ()
-        self.method: str = environ.get("REQUEST_METHOD", "GET")
-        #: The request has a field the planner answers (Range, a precondition).
-        # The environ keys of REQUEST_FIELDS, spelled out (six look-ups cost less
-        # than keys().isdisjoint of them). Without any, a file answer is the whole
-        # file (or the app's own status): planned without a plan.
-        self.asks = asks = handles and (
-            "HTTP_RANGE" in environ
-            or "HTTP_IF_RANGE" in environ
-            or "HTTP_IF_MATCH" in environ
-            or "HTTP_IF_NONE_MATCH" in environ
-            or "HTTP_IF_MODIFIED_SINCE" in environ
-            or "HTTP_IF_UNMODIFIED_SINCE" in environ
-        )
-        # A copy: gunicorn reads ``wsgi.file_wrapper`` back from *its* dict for its
-        # isinstance check, and the server's environ is not ours to change.
-        app_environ = dict(environ)
-        app_environ["wsgi.file_wrapper"] = self.wrap_file
-        if asks and self.method in ("GET", "HEAD"):
-            self.hidden = {key: app_environ.pop(key) for key in _RANGE_KEYS if key in app_environ}
-        self.environ = app_environ
+    # Set by _Exchange.run, which starts every exchange (there is no __init__: one
+    # call fewer per request).
+    options: Options
+    server_environ: WSGIEnvironment
+    server_start_response: StartResponse
+    #: Range and preconditions are ours to answer (handle_ranges, exclude_paths).
+    handles: bool
+    method: str
+    #: The request has a field the planner answers (Range, a precondition).
+    asks: bool
+    #: The app's environ (wrap_file edits it).
+    environ: WSGIEnvironment
 
     def wrap_file(self, filelike: _FileLike, blksize: int = 8192) -> Iterable[bytes]:
         # What regular_fd tells, without the call: the descriptor and fstat of a
@@ -290,9 +269,40 @@ class _Exchange(_AppSide):
 
     # -------------------------------------------------------------------- flow
 
-    def run(self) -> Iterable[bytes]:
+    def run(
+        self,
+        middleware: ZeroCopyWSGIMiddleware,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        handles: bool,
+    ) -> Iterable[bytes]:
+        self.options = middleware.options
+        self.server_environ = environ
+        self.server_start_response = start_response
+        self.handles = handles
+        self.status = self.server_write = None
+        self.wrappers = ()
+        self.method = method = environ.get("REQUEST_METHOD", "GET")
+        # The environ keys of REQUEST_FIELDS, spelled out (six look-ups cost less
+        # than keys().isdisjoint of them). Without any, a file answer is the whole
+        # file (or the app's own status): planned without a plan.
+        self.asks = asks = handles and (
+            "HTTP_RANGE" in environ
+            or "HTTP_IF_RANGE" in environ
+            or "HTTP_IF_MATCH" in environ
+            or "HTTP_IF_NONE_MATCH" in environ
+            or "HTTP_IF_MODIFIED_SINCE" in environ
+            or "HTTP_IF_UNMODIFIED_SINCE" in environ
+        )
+        # A copy: gunicorn reads ``wsgi.file_wrapper`` back from *its* dict for its
+        # isinstance check, and the server's environ is not ours to change.
+        app_environ = dict(environ)
+        app_environ["wsgi.file_wrapper"] = self.wrap_file
+        if asks and method in ("GET", "HEAD"):
+            self.hidden = {key: app_environ.pop(key) for key in _RANGE_KEYS if key in app_environ}
+        self.environ = app_environ
         try:
-            result = self.app(self.environ, self.start_response)
+            result = middleware.app(app_environ, self.start_response)
         except BaseException:
             self.close_wrappers()
             raise
