@@ -4,11 +4,13 @@ every plan kind and every PEP 3333 point, and the Flask and Django test clients.
 from __future__ import annotations
 
 import errno
+import gc
 import io
 import logging
 import os
 import socket
 import sys
+import weakref
 import wsgiref.util
 from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
@@ -562,6 +564,37 @@ def test_every_wrapped_file_is_closed_when_one_close_raises(
 
 
 # --------------------------------------------------------------- test clients
+
+
+@pytest.mark.parametrize("gunicorn", [False, True], ids=["plain", "gunicorn"])
+@pytest.mark.parametrize(
+    "request_headers",
+    [{}, {"HTTP_RANGE": "bytes=0-1"}, {"HTTP_IF_NONE_MATCH": '"x"'}],
+    ids=["whole", "range", "conditional"],
+)
+def test_an_exchange_goes_without_the_garbage_collector(
+    tmp_path: Path, data: bytes, request_headers: dict[str, str], gunicorn: bool
+) -> None:
+    # A reference cycle per request would leave every request's objects (the app's
+    # environ, its file) to the next collection.
+    exchanges: list[weakref.ref[object]] = []
+
+    def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
+        exchanges.append(weakref.ref(environ["wsgi.file_wrapper"].__self__))
+        start_response("200 OK", [])
+        wrapper: Iterable[bytes] = environ["wsgi.file_wrapper"](CountingFile(tmp_path / "data.bin"))
+        return wrapper
+
+    mw = ZeroCopyWSGIMiddleware(app)
+    server = FakeServer(**request_headers)
+    gc.collect()
+    gc.disable()
+    try:
+        (server.run_like_gunicorn if gunicorn else server.run)(mw)
+        assert exchanges[0]() is None
+    finally:
+        gc.enable()
+    assert CountingFile.closes == 1
 
 
 def test_flask_test_client_keeps_working(tmp_path: Path, data: bytes) -> None:

@@ -153,7 +153,7 @@ class _AppSide:
     method: str
     #: The request has a field the planner answers (Range, a precondition).
     asks: bool
-    #: The app's environ (wrap_file edits it).
+    #: The app's environ, held only when the request asks: then wrap_file edits it.
     environ: WSGIEnvironment
 
     def wrap_file(self, filelike: _FileLike, blksize: int = 8192) -> Iterable[bytes]:
@@ -173,7 +173,8 @@ class _AppSide:
             # response, with its Range back and the server's own wrapper, exactly as
             # without us (gunicorn's stops at Content-Length; iterating to the end of
             # /dev/zero would never stop).
-            self.environ.update(self.hidden)
+            if self.hidden:
+                self.environ.update(self.hidden)
             server_wrapper = self.server_environ.get("wsgi.file_wrapper")
             if callable(server_wrapper):
                 return server_wrapper(filelike, blksize)  # type: ignore[no-any-return]
@@ -260,7 +261,8 @@ class _AppSide:
         # The app's environ holds our wrap_file, which holds us: without this cycle
         # the request's objects go when the app lets go of them, not at the next
         # garbage collection.
-        self.environ = {}
+        if self.asks:
+            self.environ = {}
 
 
 class _Exchange(_AppSide):
@@ -298,9 +300,14 @@ class _Exchange(_AppSide):
         # isinstance check, and the server's environ is not ours to change.
         app_environ = dict(environ)
         app_environ["wsgi.file_wrapper"] = self.wrap_file
-        if asks and method in ("GET", "HEAD"):
-            self.hidden = {key: app_environ.pop(key) for key in _RANGE_KEYS if key in app_environ}
-        self.environ = app_environ
+        if asks:
+            # wrap_file puts the Range back or hides the conditionals: the copy is held
+            # for it (a cycle through our wrap_file, broken by close_wrappers).
+            if method in ("GET", "HEAD"):
+                self.hidden = {
+                    key: app_environ.pop(key) for key in _RANGE_KEYS if key in app_environ
+                }
+            self.environ = app_environ
         try:
             result = middleware.app(app_environ, self.start_response)
         except BaseException:
@@ -331,10 +338,16 @@ class _Exchange(_AppSide):
                     path = _name(wrapper.filelike) if self.options.precompressed else None
                     # The app's iterable is that wrapper: closing the wrappers closes it
                     # first (what close() would do, with one call fewer per response).
+                    # The one file most apps wrap is closed by its own close: there is
+                    # no other to close and, the request asking nothing, no environ held.
+                    closer = (
+                        wrapper.close
+                        if len(wrappers) == 1 and not self.asks
+                        else self.close_wrappers
+                    )
                     return self.send_file(
-                        status, fd, wrapper.size, wrapper.mtime_ns, path, self.headers,
-                        self.close_wrappers,
-                    )  # fmt: skip
+                        status, fd, wrapper.size, wrapper.mtime_ns, path, self.headers, closer
+                    )
             source = self.file_source(result)
             if source is None:
                 self.commit(status, self.headers)
@@ -385,7 +398,8 @@ class _Exchange(_AppSide):
 
     def passed_on(self, result: Iterable[bytes]) -> Iterable[bytes]:
         if not self.wrappers:
-            self.environ = {}  # the cycle of close_wrappers: nothing to close here
+            if self.asks:
+                self.environ = {}  # the cycle of close_wrappers: nothing to close here
             return result
         return Body(result, self.close)
 
