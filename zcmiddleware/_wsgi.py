@@ -57,12 +57,6 @@ if TYPE_CHECKING:
 __all__ = ["ZeroCopyWSGIMiddleware"]
 
 logger = logging.getLogger("zcmiddleware.wsgi")
-# The logger's own record of isEnabledFor's answers by level, which logging clears in
-# place whenever a level changes (CPython 3.7 on): a "no" found there spares the
-# call on every response; no answer yet, or a "yes", is isEnabledFor's to give.
-_logger_answers: dict[int, bool] = getattr(logger, "_cache", None)  # type: ignore[assignment]
-if not isinstance(_logger_answers, dict):
-    _logger_answers = {}
 
 
 def _environ_key(name: str) -> str:
@@ -475,7 +469,7 @@ class _Exchange(_AppSide):
             raise
         if options.debug_header:
             headers.append((options.debug_header, how.value))
-        if _logger_answers.get(logging.DEBUG) is not False and logger.isEnabledFor(logging.DEBUG):
+        if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s -> %s via %s", self.method, self.path(), status, how.value)
         try:
             self.server_write = self.server_start_response(
