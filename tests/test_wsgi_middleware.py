@@ -4,10 +4,12 @@ every plan kind and every PEP 3333 point, and the Flask and Django test clients.
 from __future__ import annotations
 
 import errno
+import gc
 import io
 import os
 import socket
 import sys
+import weakref
 import wsgiref.util
 from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
@@ -21,7 +23,7 @@ from gunicorn.http.wsgi import FileWrapper as GunicornFileWrapper
 
 from zcmiddleware import ZeroCopyWSGIMiddleware
 from zcmiddleware._errors import FileShrankError
-from zcmiddleware._http import FileFacts, FileSlice
+from zcmiddleware._http import REQUEST_FIELDS, FileFacts, FileSlice
 from zcmiddleware._options import Options
 from zcmiddleware._serve import answer_file, whole_file_answer
 from zcmiddleware._wsgi_body import _SlicedFile
@@ -242,6 +244,24 @@ def test_app_gets_a_copy_without_range_and_server_environ_is_untouched(
     # files keep their own conditional GET), then the planner owns them.
     assert before["HTTP_IF_NONE_MATCH"] == '"b"' and "HTTP_IF_NONE_MATCH" not in after
     assert before["wsgi.file_wrapper"] is not GunicornFileWrapper
+
+
+@pytest.mark.parametrize("field", REQUEST_FIELDS)
+def test_each_planner_field_alone_makes_the_answer_the_planners(tmp_path: Path, field: str) -> None:
+    # The middleware spells the environ keys of REQUEST_FIELDS out: each one alone
+    # must count (the app then sees none of it once its regular file is wrapped).
+    key = "HTTP_" + field.upper().replace("-", "_")
+    seen: list[Environ] = []
+
+    def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
+        wrapper: Iterable[bytes] = environ["wsgi.file_wrapper"](CountingFile(tmp_path / "data.bin"))
+        seen.append(dict(environ))
+        start_response("200 OK", [])
+        return wrapper
+
+    (tmp_path / "data.bin").write_bytes(b"x" * 10)
+    FakeServer(**{key: "x"}).run(ZeroCopyWSGIMiddleware(app))
+    assert key not in seen[0]
 
 
 def test_bytesio_stays_the_apps_and_gets_its_range_back() -> None:
@@ -526,6 +546,37 @@ def test_every_wrapped_file_is_closed_when_one_close_raises(
 
 
 # --------------------------------------------------------------- test clients
+
+
+@pytest.mark.parametrize("gunicorn", [False, True], ids=["plain", "gunicorn"])
+@pytest.mark.parametrize(
+    "request_headers",
+    [{}, {"HTTP_RANGE": "bytes=0-1"}, {"HTTP_IF_NONE_MATCH": '"x"'}],
+    ids=["whole", "range", "conditional"],
+)
+def test_an_exchange_goes_without_the_garbage_collector(
+    tmp_path: Path, data: bytes, request_headers: dict[str, str], gunicorn: bool
+) -> None:
+    # A reference cycle per request would leave every request's objects (the app's
+    # environ, its file) to the next collection.
+    exchanges: list[weakref.ref[object]] = []
+
+    def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
+        exchanges.append(weakref.ref(environ["wsgi.file_wrapper"].__self__))
+        start_response("200 OK", [])
+        wrapper: Iterable[bytes] = environ["wsgi.file_wrapper"](CountingFile(tmp_path / "data.bin"))
+        return wrapper
+
+    mw = ZeroCopyWSGIMiddleware(app)
+    server = FakeServer(**request_headers)
+    gc.collect()
+    gc.disable()
+    try:
+        (server.run_like_gunicorn if gunicorn else server.run)(mw)
+        assert exchanges[0]() is None
+    finally:
+        gc.enable()
+    assert CountingFile.closes == 1
 
 
 def test_flask_test_client_keeps_working(tmp_path: Path, data: bytes) -> None:

@@ -26,14 +26,23 @@ import http
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from stat import S_ISREG
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from ._files import open_in_roots
-from ._http import CONDITIONAL_FIELDS, RANGE_FIELDS, REQUEST_FIELDS, FileFacts, sends_no_file
-from ._options import Configured, Delivery, error_answer
+from ._http import CONDITIONAL_FIELDS, RANGE_FIELDS, FileFacts, sends_no_file
+from ._options import Configured, Delivery, Options, error_answer
 from ._serve import answer_file, bodiless_headers, request_fields, whole_file_answer
-from ._wsgi_body import AppFileWrapper, Body, deliver, deliver_slice, file_in, regular_fd
+from ._wsgi_body import (
+    GUNICORN_BODIES,
+    AppFileWrapper,
+    Body,
+    deliver,
+    deliver_slice,
+    file_in,
+    regular_fd,
+)
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -56,12 +65,15 @@ def _environ_key(name: str) -> str:
 
 _RANGE_KEYS = tuple(_environ_key(name) for name in RANGE_FIELDS)
 _CONDITIONAL_KEYS = tuple(_environ_key(name) for name in CONDITIONAL_FIELDS)
-# Without any of these in the request, a file answer is the whole file (or the app's
-# own status): planned without a plan.
-_PLANNER_KEYS = tuple(_environ_key(name) for name in REQUEST_FIELDS)
 _READ_KEYS = tuple(
     (_environ_key(name), name) for name in (*RANGE_FIELDS, *CONDITIONAL_FIELDS, "accept-encoding")
 )
+
+
+# On Python 3.11 ``Delivery.FILE_WRAPPER`` goes through EnumType's attribute hook
+# (its ``__getattr__``), which the interpreter cannot specialise: hundreds of
+# instructions on every response, where a global costs a few.
+_FILE_WRAPPER = Delivery.FILE_WRAPPER
 
 
 def _status_line(code: int) -> str:
@@ -102,7 +114,7 @@ class ZeroCopyWSGIMiddleware(Configured["WSGIApplication"]):
             handles = self.options.handles(
                 environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
             )
-        return _Exchange(self, environ, start_response, handles).run()
+        return _Exchange().run(self, environ, start_response, handles)
 
 
 class _AppSide:
@@ -110,9 +122,12 @@ class _AppSide:
     and a ``start_response`` that holds the status and headers until we know whether
     the body is a file."""
 
-    # Until the app calls start_response / its response is committed / closed.
-    status: str | None = None
-    server_write: Callable[[bytes], object] | None = None
+    # Until the app calls start_response / its response is committed / closed. The
+    # three read on every response are set by _Exchange.run: Python 3.11 does not
+    # specialise reading a class's default through an instance (about 250
+    # instructions a read).
+    status: str | None
+    server_write: Callable[[bytes], object] | None
     app_closed = False
     result: Iterable[bytes] = ()
     #: The Range fields hidden from the app: put back if its file is not one we send.
@@ -120,45 +135,45 @@ class _AppSide:
     #: The app's headers, as it gave them to start_response (never changed here).
     headers: list[tuple[str, str]] = []
     #: The files the app wrapped, in order (most apps: one; many pages: none).
-    wrappers: tuple[AppFileWrapper, ...] = ()
+    wrappers: tuple[AppFileWrapper, ...]
 
-    def __init__(
-        self,
-        middleware: ZeroCopyWSGIMiddleware,
-        environ: WSGIEnvironment,
-        start_response: StartResponse,
-        handles: bool,
-    ) -> None:
-        self.options = middleware.options
-        self.app = middleware.app
-        self.server_environ = environ
-        self.server_start_response = start_response
-        self.handles = handles
-        self.method: str = environ.get("REQUEST_METHOD", "GET")
-        #: The request has a field the planner answers (Range, a precondition).
-        self.asks = asks = handles and not environ.keys().isdisjoint(_PLANNER_KEYS)
-        # A copy: gunicorn reads ``wsgi.file_wrapper`` back from *its* dict for its
-        # isinstance check, and the server's environ is not ours to change.
-        app_environ = dict(environ)
-        app_environ["wsgi.file_wrapper"] = self.wrap_file
-        if asks and self.method in ("GET", "HEAD"):
-            self.hidden = {key: app_environ.pop(key) for key in _RANGE_KEYS if key in app_environ}
-        self.environ = app_environ
+    # Set by _Exchange.run, which starts every exchange (there is no __init__: one
+    # call fewer per request).
+    options: Options
+    server_environ: WSGIEnvironment
+    server_start_response: StartResponse
+    #: Range and preconditions are ours to answer (handle_ranges, exclude_paths).
+    handles: bool
+    method: str
+    #: The request has a field the planner answers (Range, a precondition).
+    asks: bool
+    #: The app's environ, held only when the request asks: then wrap_file edits it.
+    environ: WSGIEnvironment
 
     def wrap_file(self, filelike: _FileLike, blksize: int = 8192) -> Iterable[bytes]:
-        found = regular_fd(filelike)
-        if found is None:
+        # What regular_fd tells, without the call: the descriptor and fstat of a
+        # regular file, else st stays None.
+        st = None
+        fileno = getattr(filelike, "fileno", None)
+        if fileno is not None:
+            try:
+                fd = fileno()
+                if isinstance(fd, int):
+                    st = os.fstat(fd)
+            except (OSError, ValueError):  # io.UnsupportedOperation is both
+                pass
+        if st is None or not S_ISREG(st.st_mode):
             # Not a file we can send (a BytesIO, a pipe, /dev/zero): the app keeps the
             # response, with its Range back and the server's own wrapper, exactly as
             # without us (gunicorn's stops at Content-Length; iterating to the end of
             # /dev/zero would never stop).
-            self.environ.update(self.hidden)
+            if self.hidden:
+                self.environ.update(self.hidden)
             server_wrapper = self.server_environ.get("wsgi.file_wrapper")
             if callable(server_wrapper):
                 return server_wrapper(filelike, blksize)  # type: ignore[no-any-return]
             wrapper = AppFileWrapper(filelike, blksize)
         else:
-            fd, st = found
             wrapper = AppFileWrapper(filelike, blksize, fd, st.st_size, st.st_mtime_ns)
             if self.asks:
                 environ = self.environ
@@ -240,7 +255,8 @@ class _AppSide:
         # The app's environ holds our wrap_file, which holds us: without this cycle
         # the request's objects go when the app lets go of them, not at the next
         # garbage collection.
-        self.environ = {}
+        if self.asks:
+            self.environ = {}
 
 
 class _Exchange(_AppSide):
@@ -249,52 +265,93 @@ class _Exchange(_AppSide):
 
     # -------------------------------------------------------------------- flow
 
-    def run(self) -> Iterable[bytes]:
+    def run(
+        self,
+        middleware: ZeroCopyWSGIMiddleware,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        handles: bool,
+    ) -> Iterable[bytes]:
+        self.options = middleware.options
+        self.server_environ = environ
+        self.server_start_response = start_response
+        self.handles = handles
+        self.status = self.server_write = None
+        self.wrappers = ()
+        self.method = method = environ.get("REQUEST_METHOD", "GET")
+        # The environ keys of REQUEST_FIELDS, spelled out (six look-ups cost less
+        # than keys().isdisjoint of them). Without any, a file answer is the whole
+        # file (or the app's own status): planned without a plan.
+        self.asks = asks = handles and (
+            "HTTP_RANGE" in environ
+            or "HTTP_IF_RANGE" in environ
+            or "HTTP_IF_MATCH" in environ
+            or "HTTP_IF_NONE_MATCH" in environ
+            or "HTTP_IF_MODIFIED_SINCE" in environ
+            or "HTTP_IF_UNMODIFIED_SINCE" in environ
+        )
+        # A copy: gunicorn reads ``wsgi.file_wrapper`` back from *its* dict for its
+        # isinstance check, and the server's environ is not ours to change.
+        app_environ = dict(environ)
+        app_environ["wsgi.file_wrapper"] = self.wrap_file
+        if asks:
+            # wrap_file puts the Range back or hides the conditionals: the copy is held
+            # for it (a cycle through our wrap_file, broken by close_wrappers).
+            if method in ("GET", "HEAD"):
+                self.hidden = {
+                    key: app_environ.pop(key) for key in _RANGE_KEYS if key in app_environ
+                }
+            self.environ = app_environ
         try:
-            result = self.app(self.environ, self.start_response)
+            result = middleware.app(app_environ, self.start_response)
         except BaseException:
             self.close_wrappers()
             raise
         self.result = result
+        # What to answer, in the same call (one call fewer per response): a file of
+        # the app's sent our way, or its response passed on.
         try:
-            return self.respond(result)
+            status = self.status
+            if self.server_write is not None:
+                # The app used write(): its response is already under way.
+                return self.passed_on(result)
+            if status is None:
+                # PEP 3333 allows start_response on the first iteration (generators).
+                # Such a body is never a file object, but it can still carry X-Sendfile.
+                return self.respond_lazy(result)
+            if self.options.sendfile_header is not None:
+                path = self.sendfile_path()
+                if path is not None:
+                    return self.respond_sendfile_header(path)
+            wrappers = self.wrappers
+            if wrappers and result is wrappers[0]:
+                # As Flask and Django hand it back: the app's first wrapper.
+                wrapper = wrappers[0]
+                fd = wrapper.fd
+                if fd is not None:
+                    path = _name(wrapper.filelike) if self.options.precompressed else None
+                    # The app's iterable is that wrapper: closing the wrappers closes it
+                    # first (what close() would do, with one call fewer per response).
+                    # The one file most apps wrap is closed by its own close: there is
+                    # no other to close and, the request asking nothing, no environ held.
+                    closer = (
+                        wrapper.close
+                        if len(wrappers) == 1 and not self.asks
+                        else self.close_wrappers
+                    )
+                    return self.send_file(
+                        status, fd, wrapper.size, wrapper.mtime_ns, path, self.headers, closer
+                    )
+            source = self.file_source(result)
+            if source is None:
+                self.commit(status, self.headers)
+                return self.passed_on(result)
+            fd, size, mtime_ns, filelike = source
+            path = _name(filelike) if self.options.precompressed else None
+            return self.send_file(status, fd, size, mtime_ns, path, self.headers, self.close)
         except BaseException:
             self.close()
             raise
-
-    def respond(self, result: Iterable[bytes]) -> Iterable[bytes]:
-        status = self.status
-        if self.server_write is not None:
-            # The app used write(): its response is already under way.
-            return self.passed_on(result)
-        if status is None:
-            # PEP 3333 allows start_response on the first iteration (generators).
-            # Such a body is never a file object, but it can still carry X-Sendfile.
-            return self.respond_lazy(result)
-        if self.options.sendfile_header is not None:
-            path = self.sendfile_path()
-            if path is not None:
-                return self.respond_sendfile_header(path)
-        wrappers = self.wrappers
-        if wrappers and result is wrappers[0]:
-            # As Flask and Django hand it back: the app's first wrapper.
-            wrapper = wrappers[0]
-            fd = wrapper.fd
-            if fd is not None:
-                path = _name(wrapper.filelike) if self.options.precompressed else None
-                # The app's iterable is that wrapper: closing the wrappers closes it
-                # first (what close() would do, with one call fewer per response).
-                return self.send_file(
-                    status, fd, wrapper.size, wrapper.mtime_ns, path, self.headers,
-                    self.close_wrappers,
-                )  # fmt: skip
-        source = self.file_source(result)
-        if source is None:
-            self.commit(status, self.headers)
-            return self.passed_on(result)
-        fd, size, mtime_ns, filelike = source
-        path = _name(filelike) if self.options.precompressed else None
-        return self.send_file(status, fd, size, mtime_ns, path, self.headers, self.close)
 
     def respond_lazy(self, result: Iterable[bytes]) -> Iterable[bytes]:
         iterator = iter(result)
@@ -335,7 +392,8 @@ class _Exchange(_AppSide):
 
     def passed_on(self, result: Iterable[bytes]) -> Iterable[bytes]:
         if not self.wrappers:
-            self.environ = {}  # the cycle of close_wrappers: nothing to close here
+            if self.asks:
+                self.environ = {}  # the cycle of close_wrappers: nothing to close here
             return result
         return Body(result, self.close)
 
@@ -374,8 +432,11 @@ class _Exchange(_AppSide):
     ) -> Iterable[bytes]:
         options = self.options
         try:
-            code = _status_code(app_status)
+            # Django and Flask build their status line anew per response: their usual
+            # one is compared, not hashed afresh for the cache.
+            code = 200 if app_status == "200 OK" else _status_code(app_status)
             headers = None
+            body: _Response
             if not self.asks:
                 # Most requests: no Range, no conditional field.
                 headers = whole_file_answer(
@@ -383,9 +444,22 @@ class _Exchange(_AppSide):
                 )
             if headers is not None:
                 status, count = code, 0 if self.method == "HEAD" else size
-                body, how = deliver_slice(
-                    fd, 0, count, closer, self.server_environ, options.chunk_size
+                server_wrapper = self.server_environ.get("wsgi.file_wrapper")
+                # deliver_slice's first case, without the call (most responses): the
+                # body of a gunicorn met before, sent from the descriptor's position.
+                body_type = (
+                    GUNICORN_BODIES.get(server_wrapper)
+                    if count and isinstance(server_wrapper, type)
+                    else None
                 )
+                if body_type is not None:
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    how = _FILE_WRAPPER
+                    body = body_type(fd, 0, count, options.chunk_size, closer)
+                else:
+                    body, how = deliver_slice(
+                        fd, 0, count, closer, self.server_environ, options.chunk_size
+                    )
             else:
                 status, headers, body, how = self.planned(
                     code, fd, FileFacts(size, mtime_ns), path, app_headers, closer

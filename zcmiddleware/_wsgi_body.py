@@ -5,7 +5,6 @@ bounded iterator. See docs/wsgi.md for what each server does with them.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -19,7 +18,20 @@ from ._options import Delivery
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
-__all__ = ["AppFileWrapper", "Body", "deliver", "deliver_slice", "file_in", "regular_fd"]
+__all__ = [
+    "GUNICORN_BODIES",
+    "AppFileWrapper",
+    "Body",
+    "deliver",
+    "deliver_slice",
+    "file_in",
+    "gunicorn_body",
+    "regular_fd",
+]
+
+#: The module of gunicorn's ``FileWrapper``: checked by name, not by import (gunicorn
+#: need not be installed).
+GUNICORN_WSGI = "gunicorn.http.wsgi"
 
 
 class _FileLike(Protocol):
@@ -102,7 +114,7 @@ class Body:
 class _SlicedFile:
     """``count`` bytes of a file from ``offset``, as gunicorn sends a body: its own
     ``FileWrapper`` and the file-like inside it in one object (see
-    :func:`_gunicorn_body`).
+    :func:`gunicorn_body`).
 
     gunicorn sendfiles ``Content-Length`` bytes from the descriptor's current position
     (``fileno`` + ``lseek``); when it cannot (TLS, ``--no-sendfile``) it iterates the
@@ -182,14 +194,28 @@ class _SlicedFile:
             raise shrank(size, end)
 
 
-@functools.cache  # one class per server's FileWrapper class: gunicorn has one
-def _gunicorn_body(server_wrapper: type) -> type[_SlicedFile]:
-    """The body for gunicorn: a :class:`_SlicedFile` that is an instance of gunicorn's
-    ``FileWrapper`` too, since gunicorn sendfiles only an instance of the class in its
-    environ (docs/wsgi.md, ``Response.sendfile``) -- one object per response instead of
-    a wrapper around a slice. gunicorn's ``__init__`` is not run: ``filelike`` and
-    ``blksize`` are the slice's own, ``close`` is the slice's."""
-    return type("GunicornFileSlice", (_SlicedFile, server_wrapper), {"__slots__": ()})
+#: The body class made for each gunicorn ``FileWrapper`` class met (gunicorn has one):
+#: a server wrapper found here is gunicorn's, with no look at its module again.
+GUNICORN_BODIES: dict[type, type[_SlicedFile]] = {}
+
+
+def gunicorn_body(server_wrapper: object) -> type[_SlicedFile] | None:
+    """The body for gunicorn when ``server_wrapper`` is gunicorn's ``FileWrapper`` class
+    (checked by module, not by import: gunicorn need not be installed), else None.
+
+    A :class:`_SlicedFile` that is an instance of gunicorn's ``FileWrapper`` too, since
+    gunicorn sendfiles only an instance of the class in its environ (docs/wsgi.md,
+    ``Response.sendfile``) -- one object per response instead of a wrapper around a
+    slice. gunicorn's ``__init__`` is not run: ``filelike`` and ``blksize`` are the
+    slice's own, ``close`` is the slice's."""
+    if not isinstance(server_wrapper, type) or server_wrapper.__module__ != GUNICORN_WSGI:
+        return None
+    body = GUNICORN_BODIES.get(server_wrapper)
+    if body is None:
+        # Two threads may both make one: either serves.
+        body = type("GunicornFileSlice", (_SlicedFile, server_wrapper), {"__slots__": ()})
+        GUNICORN_BODIES[server_wrapper] = body
+    return body
 
 
 # uwsgi.sendfile parses its position and length as C ints.
@@ -226,7 +252,7 @@ def file_in(iterable: object, server_wrapper: object) -> object | None:
     if cls.__name__ == "FileWrapper":
         if cls.__module__ == "werkzeug.wsgi":
             return getattr(iterable, "file", None)
-        if cls.__module__ in ("wsgiref.util", "gunicorn.http.wsgi"):
+        if cls.__module__ in ("wsgiref.util", GUNICORN_WSGI):
             return getattr(iterable, "filelike", None)
     if isinstance(server_wrapper, type) and isinstance(iterable, server_wrapper):
         # PEP 3333's sample and gunicorn say ``filelike``; waitress says ``file``.
@@ -276,15 +302,13 @@ def deliver_slice(
     0), in the form this server sends fastest, and its name."""
     if not count:
         return Body((), closer), Delivery.NONE
-    wrapper = environ.get("wsgi.file_wrapper")
-    # gunicorn's ``FileWrapper`` (checked by module, not by import: gunicorn need
-    # not be installed): gunicorn sendfiles Content-Length (= count) bytes from the
-    # current position, and only for an instance of its own class (docs/wsgi.md,
-    # ``Response.sendfile``); other servers' wrappers are not known to.
-    if isinstance(wrapper, type) and wrapper.__module__ == "gunicorn.http.wsgi":
+    # gunicorn sendfiles Content-Length (= count) bytes from the current position, and
+    # only for an instance of its own class (docs/wsgi.md, ``Response.sendfile``);
+    # other servers' wrappers are not known to.
+    body_type = gunicorn_body(environ.get("wsgi.file_wrapper"))
+    if body_type is not None:
         os.lseek(fd, offset, os.SEEK_SET)
-        sliced = _gunicorn_body(wrapper)(fd, offset, count, chunk_size, closer)
-        return sliced, Delivery.FILE_WRAPPER
+        return body_type(fd, offset, count, chunk_size, closer), Delivery.FILE_WRAPPER
     uwsgi_sendfile = _uwsgi_sendfile(environ)
     if uwsgi_sendfile is not None and offset <= _C_INT_MAX >= count:
         body = _uwsgi_body(uwsgi_sendfile, fd, offset, count)
