@@ -1,5 +1,5 @@
 """The plain GET (``_asgi._PlainGet``): the commonest request answered without the
-state machine, on a server that offers pathsend and nothing else (granian, hypercorn).
+state machine, on a server that offers pathsend and nothing else (granian).
 
 Every scenario is run twice, through the middleware as it is and with the shortcut
 turned off, and the server must see the same answer: status, headers (as a multiset),

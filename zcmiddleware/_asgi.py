@@ -184,7 +184,7 @@ def _answers_plain_gets(mw: ZeroCopyMiddleware) -> bool:
 class _PlainGet:
     """The commonest requests, answered without the state machine: a GET with no
     field the planner reads, or with a lone Range, on a server that takes a whole file
-    by path and offers nothing else (granian, hypercorn), to an app whose options
+    by path and offers nothing else (granian), to an app whose options
     change nothing.
 
     Without a Range the app gets the server's own scope (nothing in it is to hide or
