@@ -49,8 +49,19 @@ def data_file(tmp_path: Path) -> str:
 App = Callable[[Message, Any, Any], Any]
 
 
-def file_app(path: str, headers: Any = None, *, then: list[Message] | None = None) -> App:
+def file_app(
+    path: str,
+    headers: Any = None,
+    *,
+    then: list[Message] | None = None,
+    seen: list[Message] | None = None,
+) -> App:
+    """An app that sends ``path`` by pathsend, then the messages ``then``; the scopes
+    it is given go to ``seen``."""
+
     async def app(scope: Message, receive: Any, send: Any) -> None:
+        if seen is not None:
+            seen.append(scope)
         sent = FILE_HEADERS if headers is None else headers
         start_headers = sent() if callable(sent) else list(sent)
         await send({"type": "http.response.start", "status": 200, "headers": start_headers})
@@ -132,11 +143,17 @@ def scenarios(path: str) -> dict[str, tuple[App, list[tuple[str, str]]]]:
     }  # fmt: skip
 
 
-async def serve(app: App, headers: list[tuple[str, str]], *, shortcut: bool) -> Server:
-    middleware = ZeroCopyMiddleware(app)
+def wrapped(app: App, *, shortcut: bool, **options: Any) -> ZeroCopyMiddleware:
+    """``app`` in the middleware, with the plain-GET shortcut on or refused."""
+    middleware = ZeroCopyMiddleware(app, **options)
     if not shortcut:
         middleware._looked_for_compressor = True  # as after the first request ...
         middleware._plain_gets = False  # ... with the shortcut refused
+    return middleware
+
+
+async def serve(app: App, headers: list[tuple[str, str]], *, shortcut: bool) -> Server:
+    middleware = wrapped(app, shortcut=shortcut)
     server = Server(CAPABILITIES["pathsend"])
     with anyio.fail_after(10):
         await middleware(server.scope("GET", "/download", headers), server.receive, server.send)
@@ -198,23 +215,18 @@ async def test_headers_that_already_are_the_answer_go_out_as_the_app_sent_them(
     sent: list[Message] = []
 
     async def app(scope: Message, receive: Any, send: Any) -> None:
-        headers = [*FILE_HEADERS, (b"accept-ranges", b"bytes")]
-        sent.append(start(200, headers))
+        sent.append(start(200, [*FILE_HEADERS, RANGES]))
         await send(sent[0])
         await send({"type": PATHSEND, "path": data_file})
 
     server = await serve(app, [], shortcut=True)
     assert server.messages[0] is sent[0]  # not even copied
-    assert server.messages[0]["headers"] == [*FILE_HEADERS, (b"accept-ranges", b"bytes")]
+    assert server.messages[0]["headers"] == [*FILE_HEADERS, RANGES]
 
 
 async def test_the_app_gets_the_servers_own_scope(data_file: str) -> None:
     seen: list[Message] = []
-
-    async def app(scope: Message, receive: Any, send: Any) -> None:
-        seen.append(scope)
-        await file_app(data_file)(scope, receive, send)
-
+    app = file_app(data_file, seen=seen)
     server = Server(CAPABILITIES["pathsend"])
     scope = server.scope("GET", "/download")
     await ZeroCopyMiddleware(app)(scope, server.receive, server.send)
@@ -253,9 +265,7 @@ async def test_the_plain_gets_log_line_is_the_state_machines(
 async def test_a_client_gone_at_the_start_ends_the_plain_get_quietly(data_file: str) -> None:
     for shortcut in (True, False):
         server = Server(CAPABILITIES["pathsend"], fail_send_after=0)
-        middleware = ZeroCopyMiddleware(file_app(data_file))
-        if not shortcut:
-            middleware._looked_for_compressor, middleware._plain_gets = True, False
+        middleware = wrapped(file_app(data_file), shortcut=shortcut)
         await middleware(server.scope("GET", "/download"), server.receive, server.send)
         assert server.messages == []
 
@@ -279,11 +289,7 @@ async def test_a_lone_range_is_hidden_from_the_app_and_the_servers_scope_kept(
     data_file: str,
 ) -> None:
     seen: list[Message] = []
-
-    async def app(scope: Message, receive: Any, send: Any) -> None:
-        seen.append(scope)
-        await file_app(data_file)(scope, receive, send)
-
+    app = file_app(data_file, seen=seen)
     server = Server(CAPABILITIES["pathsend"])
     scope = server.scope("GET", "/download", [("Accept", "*/*"), ("Range", "bytes=0-9")])
     original = {**scope, "headers": list(scope["headers"])}
@@ -298,9 +304,7 @@ async def test_a_lone_range_longer_than_a_chunk_streams_from_the_descriptor(
 ) -> None:
     answers = []
     for shortcut in (True, False):
-        middleware = ZeroCopyMiddleware(file_app(data_file), chunk_size=1000)
-        if not shortcut:
-            middleware._looked_for_compressor, middleware._plain_gets = True, False
+        middleware = wrapped(file_app(data_file), shortcut=shortcut, chunk_size=1000)
         server = Server(CAPABILITIES["pathsend"])
         scope = server.scope("GET", "/download", [("Range", "bytes=100-2599")])
         await middleware(scope, server.receive, server.send)
@@ -324,9 +328,7 @@ async def test_a_lone_range_of_what_is_not_a_regular_file_is_the_apps_error(
         os.mkfifo(path)
     for shortcut in (True, False):
         server = Server(CAPABILITIES["pathsend"])
-        middleware = ZeroCopyMiddleware(file_app(str(path)))
-        if not shortcut:
-            middleware._looked_for_compressor, middleware._plain_gets = True, False
+        middleware = wrapped(file_app(str(path)), shortcut=shortcut)
         scope = server.scope("GET", "/download", [("Range", "bytes=0-9")])
         with pytest.raises(NotARegularFileError), anyio.fail_after(5):
             await middleware(scope, server.receive, server.send)
