@@ -806,14 +806,24 @@ def _whole_file_fields(size: int, mtime_ns: int) -> tuple[tuple[str, str], ...]:
     )
 
 
-_DROPPED_WITH_RANGES = _ALWAYS_DROPPED | {"accept-ranges"}
 _ACCEPT_RANGES = ("accept-ranges", "bytes")  # §14.3
-_VALIDATOR_NAMES = frozenset({"etag", "last-modified"})
-# The names the frameworks send on a file response, as they spell them, with their
-# lower case: a look-up here costs less than lower-casing the name (a new string,
-# hashed afresh) on every response. Any other spelling is lower-cased.
-_LOWER_NAMES = {
-    spelling: name.lower()
+
+# What unconditional_headers does with a response field, by name: the roles of
+# whole_file_headers' table below, with the two validators told apart.
+_KEPT, _SIZE, _VALIDATOR, _DROPPED, _RANGES, _ENTITY_TAG = range(6)
+_ROLES = {
+    "content-length": _DROPPED,  # the file's size replaces the app's
+    "content-range": _DROPPED,
+    "transfer-encoding": _DROPPED,
+    "accept-ranges": _RANGES,
+    "etag": _ENTITY_TAG,
+    "last-modified": _VALIDATOR,
+}
+# The names the frameworks send on a file response, as they spell them: one look-up
+# here per field costs less than lower-casing its name (a new string, hashed afresh)
+# and testing it against each set of names. Any other spelling is lower-cased.
+_SPELLED_ROLES = {
+    spelling: _ROLES.get(name.lower(), _KEPT)
     for name in (
         "Accept-Ranges", "Cache-Control", "Content-Disposition", "Content-Encoding",
         "Content-Language", "Content-Length", "Content-Range", "Content-Security-Policy",
@@ -836,17 +846,20 @@ def unconditional_headers(
     ``plan_response(...).apply(response_headers)`` gives, in one pass over the app's
     headers and without a plan (a small file feels that cost). The file's size and
     mtime as in :class:`FileFacts`."""
-    # The Accept-Ranges we promise replaces the app's (§14.3).
-    dropped = _DROPPED_WITH_RANGES if handle_ranges else _ALWAYS_DROPPED
     kept = []
     etag = last_modified = True
-    lower_names = _LOWER_NAMES
+    roles = _SPELLED_ROLES
     for pair in response_headers:
-        lower = lower_names.get(pair[0]) or pair[0].lower()
-        if lower in dropped:
-            continue
-        if lower in _VALIDATOR_NAMES:
-            if lower == "etag":
+        role = roles.get(pair[0])
+        if role is None:
+            role = _ROLES.get(pair[0].lower(), _KEPT)
+        if role:
+            if role == _DROPPED:
+                continue
+            if role == _RANGES:
+                if handle_ranges:  # the Accept-Ranges we promise replaces the app's (§14.3)
+                    continue
+            elif role == _ENTITY_TAG:
                 etag = False
             else:
                 last_modified = False
@@ -868,7 +881,6 @@ def unconditional_headers(
 # What whole_file_headers does with a response field, by name. The lower-case
 # spellings ASGI apps send are looked up as they come (a dict lookup, where lowering
 # each name first cost ~1 k per field); any other name is lowered first.
-_KEPT, _SIZE, _VALIDATOR, _DROPPED, _RANGES = range(5)
 _RAW_ROLES = {
     b"content-length": _SIZE,
     b"etag": _VALIDATOR,
