@@ -216,15 +216,18 @@ def test_uwsgi_sendfile_gets_a_duplicate_within_its_int_limits(
 # ---------------------------------------------------------- what the app sees
 
 
-def test_app_gets_a_copy_without_range_and_server_environ_is_untouched(
+def test_app_runs_with_the_servers_environ_and_gets_it_back_as_it_was(
     tmp_path: Path,
 ) -> None:
     seen: list[Environ] = []
+    ids: list[int] = []
 
     def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
+        ids.append(id(environ))
         seen.append(dict(environ))
         wrapper: Iterable[bytes] = environ["wsgi.file_wrapper"](CountingFile(tmp_path / "data.bin"))
         seen.append(dict(environ))
+        environ["app.note"] = "stored by the app"  # as Werkzeug stores its request
         start_response("200 OK", [])
         return wrapper
 
@@ -236,7 +239,15 @@ def test_app_gets_a_copy_without_range_and_server_environ_is_untouched(
         **{"wsgi.file_wrapper": GunicornFileWrapper},
     )
     original = dict(server.environ)
-    server.run(ZeroCopyWSGIMiddleware(app))
+    status, _, body = server.run(ZeroCopyWSGIMiddleware(app))
+    # The planner answered from the request as the client sent it: If-Range does not
+    # match, so the whole file.
+    assert (status, body) == ("200 OK", b"x" * 10)
+    # No copy: the app's environ is the server's (what it stores there, the server
+    # and outer middleware see, as without us) ...
+    assert ids == [id(server.environ)]
+    assert server.environ.pop("app.note") == "stored by the app"
+    # ... and every field the middleware hid or swapped is back, its wrapper gone.
     assert server.environ == original
     before, after = seen
     assert "HTTP_RANGE" not in before and "HTTP_IF_RANGE" not in before
@@ -244,6 +255,63 @@ def test_app_gets_a_copy_without_range_and_server_environ_is_untouched(
     # files keep their own conditional GET), then the planner owns them.
     assert before["HTTP_IF_NONE_MATCH"] == '"b"' and "HTTP_IF_NONE_MATCH" not in after
     assert before["wsgi.file_wrapper"] is not GunicornFileWrapper
+
+
+@pytest.mark.parametrize("server_wrapper", [GunicornFileWrapper, None])
+@pytest.mark.parametrize("fails", [False, True])
+def test_servers_environ_is_back_even_when_the_app_raises(
+    tmp_path: Path, server_wrapper: object, fails: bool
+) -> None:
+    # The server's wsgi.file_wrapper (or its absence) and the hidden Range are back
+    # before the middleware answers or re-raises; gunicorn reads its wrapper back from
+    # the environ, its access log the request's fields.
+    (tmp_path / "data.bin").write_bytes(b"y" * 10)
+
+    def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
+        wrapper: Iterable[bytes] = environ["wsgi.file_wrapper"](CountingFile(tmp_path / "data.bin"))
+        if fails:
+            raise RuntimeError("the view failed")
+        start_response("200 OK", [])
+        return wrapper
+
+    extra = {} if server_wrapper is None else {"wsgi.file_wrapper": server_wrapper}
+    server = FakeServer(HTTP_RANGE="bytes=0-1", HTTP_IF_MATCH="*", **extra)
+    original = dict(server.environ)
+    mw = ZeroCopyWSGIMiddleware(app)
+    if fails:
+        with pytest.raises(RuntimeError, match="the view failed"):
+            mw(server.environ, server.start_response)
+        assert CountingFile.closes == 1
+    else:
+        result = mw(server.environ, server.start_response)
+        assert server.environ == original  # before the body is even iterated
+        assert b"".join(result) == b"yy"
+        result.close()  # type: ignore[attr-defined]
+    assert server.environ == original
+
+
+def test_a_wrap_file_called_after_the_app_returned_edits_nothing(tmp_path: Path) -> None:
+    # An app that keeps our wrap_file and calls it from its body's iteration: the
+    # server's environ is back by then, and stays as it was.
+    (tmp_path / "data.bin").write_bytes(b"z" * 10)
+    kept: list[Any] = []
+
+    def body() -> Iterator[bytes]:
+        wrapper = kept[0](CountingFile(tmp_path / "data.bin"))
+        yield from wrapper
+        wrapper.close()
+
+    def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
+        kept.append(environ["wsgi.file_wrapper"])
+        start_response("200 OK", [])
+        return body()
+
+    server = FakeServer(HTTP_RANGE="bytes=0-1", HTTP_IF_NONE_MATCH='"b"')
+    original = dict(server.environ)
+    status, _, data = server.run(ZeroCopyWSGIMiddleware(app))
+    assert (status, data) == ("200 OK", b"z" * 10)
+    assert server.environ == original
+    assert CountingFile.closes == 1
 
 
 @pytest.mark.parametrize("field", REQUEST_FIELDS)

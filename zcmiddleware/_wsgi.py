@@ -5,9 +5,10 @@ The middleware learns which file the app is sending in one of three ways, asks
 :func:`._serve.answer_file` what to answer, and hands the planned bytes to the server
 in the form that server sends fastest (:mod:`._wsgi_body`):
 
-- it puts its own ``wsgi.file_wrapper`` into a *copy* of the environ given to the
-  app (Flask's ``send_file`` and Django's WSGI handler call it), so the file object
-  is known; it also recognises Werkzeug's ``FileWrapper`` and the server's own
+- it puts its own ``wsgi.file_wrapper`` into the environ while the app runs (the
+  server's own dict, not a copy; the server's wrapper is back before anything is
+  answered). Flask's ``send_file`` and Django's WSGI handler call it, so the file
+  object is known; it also recognises Werkzeug's ``FileWrapper`` and the server's own
   wrapper when an app builds them itself;
 - opt-in, a response header naming a path (``X-Sendfile``), honoured only inside
   configured roots.
@@ -74,6 +75,8 @@ _READ_KEYS = tuple(
 # (its ``__getattr__``), which the interpreter cannot specialise: hundreds of
 # instructions on every response, where a global costs a few.
 _FILE_WRAPPER = Delivery.FILE_WRAPPER
+_ABSENT = object()  # an environ without a wsgi.file_wrapper
+_new = object.__new__
 
 
 def _status_line(code: int) -> str:
@@ -118,9 +121,9 @@ class ZeroCopyWSGIMiddleware(Configured["WSGIApplication"]):
 
 
 class _AppSide:
-    """What the app is given: a copy of the environ with our ``wsgi.file_wrapper``,
-    and a ``start_response`` that holds the status and headers until we know whether
-    the body is a file."""
+    """What the app is given: the server's environ with our ``wsgi.file_wrapper`` in
+    it while the app runs, and a ``start_response`` that holds the status and headers
+    until we know whether the body is a file."""
 
     # Until the app calls start_response / its response is committed / closed. The
     # three read on every response are set by _Exchange.run: Python 3.11 does not
@@ -132,6 +135,8 @@ class _AppSide:
     result: Iterable[bytes] = ()
     #: The Range fields hidden from the app: put back if its file is not one we send.
     hidden: Mapping[str, str] = MappingProxyType({})
+    #: The conditional fields hidden once the app wrapped a regular file.
+    taken: dict[str, str]
     #: The app's headers, as it gave them to start_response (never changed here).
     headers: list[tuple[str, str]] = []
     #: The files the app wrapped, in order (most apps: one; many pages: none).
@@ -141,13 +146,16 @@ class _AppSide:
     # call fewer per request).
     options: Options
     server_environ: WSGIEnvironment
+    #: The server's own ``wsgi.file_wrapper`` (_ABSENT: it has none).
+    server_wrapper: object
     server_start_response: StartResponse
     #: Range and preconditions are ours to answer (handle_ranges, exclude_paths).
     handles: bool
     method: str
     #: The request has a field the planner answers (Range, a precondition).
     asks: bool
-    #: The app's environ, held only when the request asks: then wrap_file edits it.
+    #: The environ while the app runs, held only when the request asks: then
+    #: wrap_file edits it (an empty dict once the server's fields are back).
     environ: WSGIEnvironment
 
     def wrap_file(self, filelike: _FileLike, blksize: int = 8192) -> Iterable[bytes]:
@@ -169,16 +177,21 @@ class _AppSide:
             # /dev/zero would never stop).
             if self.hidden:
                 self.environ.update(self.hidden)
-            server_wrapper = self.server_environ.get("wsgi.file_wrapper")
+            server_wrapper = self.server_wrapper
             if callable(server_wrapper):
                 return server_wrapper(filelike, blksize)  # type: ignore[no-any-return]
             wrapper = AppFileWrapper(filelike, blksize)
         else:
-            wrapper = AppFileWrapper(filelike, blksize, fd, st.st_size, st.st_mtime_ns)
+            # AppFileWrapper(filelike, blksize, fd, size, mtime_ns), without the call to
+            # its __init__ (~0.8 k instructions of every file response).
+            wrapper = _new(AppFileWrapper)
+            wrapper.filelike, wrapper.blksize, wrapper.fd = filelike, blksize, fd
+            wrapper.size, wrapper.mtime_ns, wrapper.closed = st.st_size, st.st_mtime_ns, False
             if self.asks:
-                environ = self.environ
+                environ, taken = self.environ, self.taken
                 for key in _CONDITIONAL_KEYS:
-                    environ.pop(key, None)
+                    if key in environ:
+                        taken[key] = environ.pop(key)
         self.wrappers += (wrapper,)
         return wrapper
 
@@ -252,11 +265,6 @@ class _AppSide:
                 except BaseException:
                     self.close_wrappers()
                     raise
-        # The app's environ holds our wrap_file, which holds us: without this cycle
-        # the request's objects go when the app lets go of them, not at the next
-        # garbage collection.
-        if self.asks:
-            self.environ = {}
 
 
 class _Exchange(_AppSide):
@@ -290,23 +298,36 @@ class _Exchange(_AppSide):
             or "HTTP_IF_MODIFIED_SINCE" in environ
             or "HTTP_IF_UNMODIFIED_SINCE" in environ
         )
-        # A copy: gunicorn reads ``wsgi.file_wrapper`` back from *its* dict for its
-        # isinstance check, and the server's environ is not ours to change.
-        app_environ = dict(environ)
-        app_environ["wsgi.file_wrapper"] = self.wrap_file
+        # The app runs with the server's own environ, as without us (what it stores
+        # there, the server and any outer middleware see), with our wrapper and the
+        # hidden fields swapped in for the call only, not a copy of every key: the
+        # server's fields are back before anything is answered (gunicorn reads its
+        # ``wsgi.file_wrapper`` back from the environ for its isinstance check, its
+        # access log reads the request's fields, the planner the client's).
+        self.server_wrapper = server_wrapper = environ.get("wsgi.file_wrapper", _ABSENT)
+        environ["wsgi.file_wrapper"] = self.wrap_file
         if asks:
-            # wrap_file puts the Range back or hides the conditionals: the copy is held
-            # for it (a cycle through our wrap_file, broken by close_wrappers).
+            # wrap_file puts the Range back or hides the conditionals.
             if method in ("GET", "HEAD"):
-                self.hidden = {
-                    key: app_environ.pop(key) for key in _RANGE_KEYS if key in app_environ
-                }
-            self.environ = app_environ
+                self.hidden = {key: environ.pop(key) for key in _RANGE_KEYS if key in environ}
+            self.taken = {}
+            self.environ = environ
         try:
-            result = middleware.app(app_environ, self.start_response)
+            result = middleware.app(environ, self.start_response)
         except BaseException:
             self.close_wrappers()
             raise
+        finally:
+            # The server's fields back (and our wrap_file out of its environ: no
+            # cycle through it). A wrap_file called later edits nothing.
+            if server_wrapper is _ABSENT:
+                environ.pop("wsgi.file_wrapper", None)
+            else:
+                environ["wsgi.file_wrapper"] = server_wrapper
+            if asks:
+                environ.update(self.hidden)
+                environ.update(self.taken)
+                self.environ = {}
         self.result = result
         # What to answer, in the same call (one call fewer per response): a file of
         # the app's sent our way, or its response passed on.
@@ -333,12 +354,8 @@ class _Exchange(_AppSide):
                     # The app's iterable is that wrapper: closing the wrappers closes it
                     # first (what close() would do, with one call fewer per response).
                     # The one file most apps wrap is closed by its own close: there is
-                    # no other to close and, the request asking nothing, no environ held.
-                    closer = (
-                        wrapper.close
-                        if len(wrappers) == 1 and not self.asks
-                        else self.close_wrappers
-                    )
+                    # no other to close.
+                    closer = wrapper.close if len(wrappers) == 1 else self.close_wrappers
                     return self.send_file(
                         status, fd, wrapper.size, wrapper.mtime_ns, path, self.headers, closer
                     )
@@ -392,8 +409,6 @@ class _Exchange(_AppSide):
 
     def passed_on(self, result: Iterable[bytes]) -> Iterable[bytes]:
         if not self.wrappers:
-            if self.asks:
-                self.environ = {}  # the cycle of close_wrappers: nothing to close here
             return result
         return Body(result, self.close)
 
@@ -403,7 +418,7 @@ class _Exchange(_AppSide):
         for wrapper in self.wrappers:
             if result is wrapper:
                 return _described(wrapper)
-        filelike = file_in(result, self.server_environ.get("wsgi.file_wrapper"))
+        filelike = file_in(result, self.server_wrapper)
         if filelike is not None:
             found = regular_fd(filelike)
             if found is None:
@@ -444,7 +459,7 @@ class _Exchange(_AppSide):
                 )
             if headers is not None:
                 status, count = code, 0 if self.method == "HEAD" else size
-                server_wrapper = self.server_environ.get("wsgi.file_wrapper")
+                server_wrapper = self.server_wrapper
                 # deliver_slice's first case, without the call (most responses): the
                 # body of a gunicorn met before, sent from the descriptor's position.
                 body_type = (
