@@ -401,13 +401,25 @@ def write_file(directory: Path) -> Path:
     return path
 
 
+_LAYOUT: list[str] = []
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks._inproc")
     p.add_argument("case", choices=sorted(CASES))
     p.add_argument("n", type=int)
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--profile", action="store_true", help="cProfile the N requests")
+    p.add_argument(
+        "--layout",
+        type=int,
+        default=0,
+        help="allocate this many small objects before the app is imported: another "
+        "memory layout of the same code (benchmarks/instructions.py)",
+    )
     args = p.parse_args(argv)
+    global _LAYOUT
+    _LAYOUT = [str(i) * 3 for i in range(args.layout)]  # alive to the end
     case = CASES[args.case]
     if case.server == "gunicorn":
         wsgi = _run_wsgi(case, args.warmup, args.n, args.profile)

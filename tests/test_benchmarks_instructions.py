@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks._inproc import CASES, write_file
+from benchmarks.instructions import LAYOUTS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,3 +92,9 @@ def test_tiny_callgrind_run_prints_the_table_and_targets(tmp_path: Path) -> None
         "starlette-zc-pathsend-range",
     }
     assert all(c["per_request"] > 0 for c in counts.values()), counts
+    # Every case in every memory layout, the median reported; the targets say the spread.
+    for c in counts.values():
+        per_layout = sorted(c["layouts"].values())
+        assert [int(k) for k in c["layouts"]] == list(LAYOUTS), c
+        assert c["per_request"] == per_layout[len(per_layout) // 2], c
+    assert all(f"over {len(LAYOUTS)} layouts" in t for t in targets), targets
