@@ -261,15 +261,22 @@ def main(argv: list[str] | None = None) -> int:
         values: dict[str, Measured] = {}
         failed: list[str] = []
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-            results = {c: pool.submit(checked, c, env) for c in cases}
+            # Every case natively first, so that no counted run compiles what another
+            # one of the same case finds compiled (start-up must cancel out).
+            results: dict[str, str] = {}
+            for case, future in [(c, pool.submit(checked, c, env)) for c in cases]:
+                try:
+                    results[case] = future.result()
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    failed.append(case)
+                    print(f"{case}: FAILED: {exc}", file=sys.stderr, flush=True)
             counts = {
                 (c, k): pool.submit(per_request, c, args.n, args.warmup, k, env, args.keep)
-                for c in cases
+                for c in results
                 for k in layouts
             }
-            for case in cases:
+            for case, result in results.items():
                 try:
-                    result = results[case].result()
                     by_layout = {k: counts[case, k].result() for k in layouts}
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:
                     failed.append(case)
