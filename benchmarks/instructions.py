@@ -260,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         values: dict[str, Measured] = {}
         failed: list[str] = []
+
+        def fail(case: str, exc: Exception) -> None:
+            failed.append(case)
+            print(f"{case}: FAILED: {exc}", file=sys.stderr, flush=True)
+
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
             # Every case natively first, so that no counted run compiles what another
             # one of the same case finds compiled (start-up must cancel out).
@@ -268,8 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     results[case] = future.result()
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                    failed.append(case)
-                    print(f"{case}: FAILED: {exc}", file=sys.stderr, flush=True)
+                    fail(case, exc)
             counts = {
                 (c, k): pool.submit(per_request, c, args.n, args.warmup, k, env, args.keep)
                 for c in results
@@ -279,8 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     by_layout = {k: counts[case, k].result() for k in layouts}
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                    failed.append(case)
-                    print(f"{case}: FAILED: {exc}", file=sys.stderr, flush=True)
+                    fail(case, exc)
                     continue
                 m = values[case] = Measured(
                     case, statistics.median(by_layout.values()), result, by_layout
