@@ -362,6 +362,22 @@ CONFIGS: tuple[Config, ...] = (
         requires=("granian", "zcmiddleware:ZeroCopyMiddleware", "benchmarks.apps.starlette_zc"),
         baseline="starlette-granian",
     ),
+    # The two cheapest layers a middleware can be, on the same server: the floor of
+    # the middleware-on-granian ratios (benchmarks.pairs' reference ratios).
+    *(
+        Config(
+            name=f"starlette-{layer}-granian",
+            label=f"Starlette behind {what}, granian",
+            argv=(*_GRANIAN, f"benchmarks.apps.starlette_layers:{layer}_app"),
+            requires=("granian", "starlette"),
+            baseline="starlette-granian",
+            default=False,
+        )
+        for layer, what in (
+            ("passthrough", "a pass-through ASGI layer"),
+            ("holding", "a layer that holds the start"),
+        )
+    ),
     Config(
         name="starlette-gunicorn-asgi",
         label="Starlette FileResponse, gunicorn -k asgi",

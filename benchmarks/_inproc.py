@@ -73,6 +73,7 @@ class Case:
 
 _STARLETTE = "benchmarks.apps.starlette_plain:app"
 _STARLETTE_ZC = "benchmarks.apps.starlette_zc:app"
+_LAYERS = "benchmarks.apps.starlette_layers:"
 _FLASK = "benchmarks.apps.flask_plain:app"
 _FLASK_ZC = "benchmarks.apps.flask_zc:app"
 _DJANGO = "benchmarks.apps.django_plain:application"
@@ -82,6 +83,9 @@ CASES: dict[str, Case] = {
     c.name: c
     for c in (
         Case("starlette-pathsend", _STARLETTE, "pathsend"),
+        # The cheapest layers a middleware can be (benchmarks/apps/starlette_layers.py).
+        Case("starlette-passthrough-pathsend", _LAYERS + "passthrough_app", "pathsend"),
+        Case("starlette-holding-pathsend", _LAYERS + "holding_app", "pathsend"),
         Case("starlette-zc-pathsend", _STARLETTE_ZC, "pathsend"),
         Case("starlette-zc-pathsend-range", _STARLETTE_ZC, "pathsend", ranged=True),
         Case("starlette-zc-zerocopysend", _STARLETTE_ZC, "zerocopysend"),

@@ -82,6 +82,18 @@ RANGE_ROWS = tuple(
 )
 
 
+#: The cheapest layers a middleware can be, against the plain app (no target): what a
+#: middleware costs before it does any work of its own (benchmarks.pairs has them too).
+LAYER_ROWS = (
+    Row("a pass-through ASGI layer, server offers pathsend", "starlette-pathsend",
+        "starlette-passthrough-pathsend"),
+    Row("a layer holding the start until the next message", "starlette-pathsend",
+        "starlette-holding-pathsend"),
+    Row("ZeroCopyMiddleware, server offers pathsend", "starlette-pathsend",
+        "starlette-zc-pathsend"),
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Target:
     text: str
@@ -294,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(values, ROWS, ("plain app", "with the middleware")))
     print()
     print(table(values, RANGE_ROWS, ("whole file", "single range")))
+    print()
+    print(table(values, LAYER_ROWS, ("plain app", "behind the layer")))
     print("\ntargets (issue 13; never fails the run):")
     print("\n".join(target_lines(values)))
     if args.json:

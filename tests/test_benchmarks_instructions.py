@@ -79,6 +79,8 @@ def test_tiny_callgrind_run_prints_the_table_and_targets(tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert "| path | plain app | with the middleware | ratio |" in lines
+    # The reference layers' table, here with the middleware's row alone.
+    assert "| path | plain app | behind the layer | ratio |" in lines
     for label in ("server offers pathsend", "single range vs whole file, starlette-zc-pathsend"):
         row = next(line for line in lines if label in line)
         assert row.endswith("× |") and row.count(" M |") == 2, row

@@ -86,4 +86,20 @@ def test_interleaved_pairs_report_a_median_ratio_with_its_spread(tmp_path: Path)
     assert len(ratio["config_values"]) == len(ratio["reference_values"]) == 3, ratio
     assert ratio["low"] <= ratio["median"] <= ratio["high"], ratio
     assert isinstance(ratio["met"], bool)
+    # Every pair has its own two server processes (a process's layout is its bias).
+    pids = [pid for pair in ratio["pids"] for pid in pair]
+    assert len(pids) == 6 and len(set(pids)) == 6, ratio["pids"]
     assert "| ratio | pairs | median | spread (min-max) |" in proc.stdout
+
+
+def test_a_reference_ratio_is_reported_without_a_verdict() -> None:
+    from benchmarks.pairs import RATIOS, PairResult, report
+
+    (reference,) = [r for r in RATIOS if r.key == "granian-holding-4k"]
+    assert reference.threshold is None
+    result = PairResult(reference, config_values=(97.0, 98.0, 96.0))
+    result.reference_values = (100.0, 100.0, 100.0)
+    summary = result.summary()
+    assert "met" not in summary and summary["median"] == 0.97, summary
+    (row,) = [line for line in report([result]).splitlines() if reference.text in line]
+    assert row.split(" | ")[1:6] == ["3", "0.97", "0.96-0.98", "–", "reference"], row
