@@ -40,10 +40,7 @@ class _Held:
         await self.server_send(message)
 
 
-class HoldsTheStart:
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
+class HoldsTheStart(PassThrough):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
